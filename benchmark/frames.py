@@ -1,0 +1,452 @@
+"""The neural-frame engine: push a frame of input tangents through a model, layer by layer.
+
+For points x (B×C×H×W, pixels in [0,1]) and a frame V (B×k×C×H×W), the frame at layer l is
+J_l(x)·v_i, where J_l is the Jacobian of the sub-network up to l.  The engine computes those
+vectors exactly with forward-mode AD (`torch.func.jvp`, vmapped over the frame so the primal
+pass runs once per point) and reduces them on the fly to the k×k Gram matrix per point and
+layer.  Everything the metrics need (norms, angles, ranks, volumes, principal angles) is a
+function of the Grams, and k² numbers stay small where k·D would not.
+
+Pure: no files, no printing.  `FrameResult.save/load` are the only I/O, for the stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import jvp, vmap
+
+from .errors import NFBenchError, one_of
+
+INPUT = "input"
+LOGITS = "logits"
+
+
+@dataclass
+class FrameResult:
+    """Grams of a frame at each observed layer.
+
+    grams:     [L, B, k, k] float64, G[l, b] = (J_l v)ᵀ(J_l v) for the k frame vectors at point b
+    act_norms: [L, B] float64, ‖f_l(x_b)‖ (Frobenius norm of the activation itself)
+    dims:      [L] int64, number of elements of one point's activation at layer l
+    layers:    L layer names in depth order; the first is always `input`
+    labels:    k vector labels (`rotate`, `noise/3`, `vae/5`, …)
+    families:  k family names (`augmentation`, `noise`, `generative`)
+    point_ids: [B] int64, dataset indices of the points (they seed the noise directions)
+    provenance: free-form JSON-able dict (model id, frame spec, seed, code version, …)
+    """
+
+    grams: torch.Tensor
+    act_norms: torch.Tensor
+    dims: torch.Tensor
+    layers: list[str]
+    labels: list[str]
+    families: list[str]
+    point_ids: torch.Tensor
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def layer_index(self, name: str) -> int:
+        if name not in self.layers:
+            raise NFBenchError(one_of(name, self.layers, "layer"))
+        return self.layers.index(name)
+
+    def family_mask(self, family: str) -> torch.Tensor:
+        """Boolean [k] mask of the vectors of one family."""
+        if family not in self.families:
+            raise NFBenchError(one_of(family, self.families, "perturbation family"))
+        return torch.tensor([f == family for f in self.families])
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        tensors = {"grams": self.grams, "act_norms": self.act_norms, "dims": self.dims,
+                   "point_ids": self.point_ids}
+        meta = {"layers": self.layers, "labels": self.labels, "families": self.families,
+                "provenance": self.provenance}
+        return save({k: v.contiguous() for k, v in tensors.items()},
+                     metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()})
+
+    def save(self, path) -> None:
+        """Write one safetensors file atomically (byte-identical for identical results)."""
+        from .storage import write_bytes
+
+        write_bytes(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path) -> "FrameResult":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = {k: json.loads(v) for k, v in f.metadata().items()}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise NFBenchError(f"{path}: not a frame file written by nfbench ({exc})") from exc
+        return cls(**tensors, **meta)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    name: str            # reported name (module path, `#n` suffix for the n-th call of a reused module)
+    module: str          # module path it is observed at (or INPUT / LOGITS)
+    call: int            # which call of that module (0-based)
+    shape: tuple[int, ...]
+
+
+class _Sink:
+    """What one push through the model leaves behind: per observed layer, Grams and norms."""
+
+    def __init__(self):
+        self.grams: dict[int, torch.Tensor] = {}   # slot -> [P, m, m] float64 (CPU)
+        self.norms: dict[int, torch.Tensor] = {}   # slot -> [P] float64 (CPU)
+
+
+# The two functions below return a dummy scalar rather than their input: returning an input
+# makes the function transforms copy it, a full pass over every observed layer's tangents.
+
+class _Reduce(torch.autograd.Function):
+    """Sink whose vmap rule sees the whole batch of tangents at once and keeps their Gram.
+
+    Under `vmap(jvp(...))` each vmapped call sees one tangent; this rule receives the physical
+    [m, P, ...] tensor, so the k×k Gram is formed right where the layer's tangents appear and
+    the tangents themselves are freed as the forward pass moves on.
+    """
+
+    @staticmethod
+    def forward(t, sink, slot):
+        return t.new_zeros(())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def vmap(info, in_dims, t, sink, slot):
+        dim = in_dims[0]
+        batch = t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
+        sink.grams[slot] = _gram(batch)
+        return t.new_zeros(info.batch_size), 0
+
+
+class _Tap(torch.autograd.Function):
+    """Records the activation's norm (primal) and routes its tangent to _Reduce."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, sink, slot):
+        sink.norms[slot] = _norms(x)
+        return x.new_zeros(())
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.sink, ctx.slot = inputs[1], inputs[2]
+
+    @staticmethod
+    def jvp(ctx, t, *_):
+        return _Reduce.apply(t, ctx.sink, ctx.slot)
+
+
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).double().norm(dim=1).cpu()
+
+
+class _Observer:
+    """Forward hooks that reduce each observed module call as soon as its output exists.
+
+    Reducing inside the hook keeps memory flat (nothing is stored per layer) and is immune to
+    later in-place operations (`out += identity`, `ReLU(inplace=True)`) on the observed output.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[_Layer]):
+        self.slots = {(l.module, l.call): i for i, l in enumerate(layers)}
+        self.calls: dict[str, int] = {}
+        self.sink = _Sink()
+        self.reduce: Callable[[int, torch.Tensor], None] = lambda slot, out: None
+        named = dict(model.named_modules())
+        modules = dict.fromkeys(l.module for l in layers if l.module not in (INPUT, LOGITS))
+        self.handles = [named[m].register_forward_hook(self._hook(m)) for m in modules]
+
+    def _hook(self, module: str):
+        def hook(_module, _inputs, output):
+            call = self.calls[module] = self.calls.get(module, -1) + 1
+            slot = self.slots.get((module, call))
+            if slot is not None:
+                self.reduce(slot, output)
+        return hook
+
+    def start(self, reduce: Callable[[int, torch.Tensor], None]) -> _Sink:
+        self.calls, self.sink, self.reduce = {}, _Sink(), reduce
+        return self.sink
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def leaf_modules(model: nn.Module) -> list[str]:
+    """Names of modules without children: the default set of observable layers."""
+    return [n for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+
+
+def _model_device_dtype(model: nn.Module, x: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+    for p in model.parameters():
+        return p.device, p.dtype
+    return x.device, x.dtype
+
+
+def _forward_ad_error(exc: Exception) -> NFBenchError | None:
+    """Turn torch's 'forward AD not implemented' errors into one actionable line."""
+    msg = str(exc)
+    if "forward AD" not in msg and "forward-mode AD" not in msg:
+        return None
+    op = re.search(r"forward AD with (\S+)", msg) or re.search(r"operator (\S+)", msg)
+    name = op.group(1) if op else msg.splitlines()[0][:120]
+    return NFBenchError(
+        f"forward-mode AD is not implemented for operator {name} in this model; "
+        f"use method='fd' (CLI: --fallback finite-difference), which is slower and only "
+        f"approximate (central differences)")
+
+
+@contextlib.contextmanager
+def _batchnorm_as_affine(model: nn.Module) -> Iterator[None]:
+    """Run eval-mode BatchNorm layers as the per-channel affine map they are.
+
+    BatchNorm with running statistics computes x·s + t with s = γ/√(σ²+ε), t = β − μ·s.  Its
+    forward-AD rule takes several passes over the tangent; x·s + t takes one multiply.  Same
+    function (up to float rounding), same module, so hooks and layer names are unchanged.
+    """
+    swapped = []
+    for module in model.modules():
+        if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d) and \
+                module.track_running_stats and module.running_var is not None:
+            scale = torch.rsqrt(module.running_var + module.eps)
+            if module.weight is not None:
+                scale = scale * module.weight.detach()
+            shift = -module.running_mean * scale
+            if module.bias is not None:
+                shift = shift + module.bias.detach()
+            module.forward = functools.partial(_affine, scale=scale, shift=shift)
+            swapped.append(module)
+    try:
+        yield
+    finally:
+        for module in swapped:
+            del module.forward
+
+
+def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+
+def _resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
+    """Map requested names to module calls, in execution order, using one probe pass."""
+    named = {n for n, _ in model.named_modules() if n}
+    wanted = leaf_modules(model) + [LOGITS] if layers == "all" else (
+        [layers] if isinstance(layers, str) else list(layers))
+    for name in wanted:
+        if name.split("#")[0] not in named | {INPUT, LOGITS}:
+            raise NFBenchError(one_of(name, sorted(named) + [INPUT, LOGITS], "layer"))
+    modules = list(dict.fromkeys(n.split("#")[0] for n in wanted if n not in (INPUT, LOGITS)))
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def record(name):
+        def hook(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor):
+                raise NFBenchError(f"layer {name!r} returns {type(output).__name__}, not a tensor; "
+                                   f"observe one of its submodules instead")
+            seen.append((name, tuple(output.shape[1:])))
+        return hook
+
+    all_modules = dict(model.named_modules())
+    handles = [all_modules[m].register_forward_hook(record(m)) for m in modules]
+    try:
+        logits = model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(logits, torch.Tensor):
+        raise NFBenchError(f"the model returns {type(logits).__name__}; it must return a logits tensor")
+    calls = {m: sum(1 for s, _ in seen if s == m) for m in modules}
+    found = [_Layer(INPUT, INPUT, 0, tuple(x.shape[1:]))]
+    counter: dict[str, int] = {}
+    for module, shape in seen:
+        n = counter[module] = counter.get(module, -1) + 1
+        name = module if calls[module] == 1 else f"{module}#{n}"
+        if module in wanted or name in wanted:
+            found.append(_Layer(name, module, n, shape))
+    for name in wanted:
+        if name not in (INPUT, LOGITS) and not any(name in (l.name, l.module) for l in found):
+            base = name.split("#")[0]
+            raise NFBenchError(f"layer {name!r} is not called by the model's forward"
+                               + (f" (module {base!r} is called {calls[base]} times)" if "#" in name else ""))
+    if LOGITS in wanted:
+        found.append(_Layer(LOGITS, LOGITS, 0, tuple(logits.shape[1:])))
+    return found
+
+
+class _Engine:
+    def __init__(self, model: nn.Module, layers: list[_Layer], method: str, fd_step: float,
+                 device: torch.device, dtype: torch.dtype):
+        self.model, self.layers, self.method, self.fd_step = model, layers, method, fd_step
+        self.device, self.dtype = device, dtype
+        self.logits_slot = len(layers) - 1 if layers[-1].module == LOGITS else None
+
+    def run(self, x: torch.Tensor, frame: torch.Tensor, chunk_size: int,
+            on_progress: Callable[[int], None] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grams [L, B, k, k] and norms [L, B], pushing at most `chunk_size` vectors at once."""
+        B, k = frame.shape[:2]
+        grams = torch.zeros(len(self.layers), B, k, k, dtype=torch.float64)
+        norms = torch.zeros(len(self.layers), B, dtype=torch.float64)
+        if k <= chunk_size:
+            groups = [[slice(0, k)]]
+        else:  # blocks of half a chunk, pushed in pairs: every block pair meets once
+            size = max(1, chunk_size // 2)
+            blocks = [slice(s, min(s + size, k)) for s in range(0, k, size)]
+            groups = [[a, b] for i, a in enumerate(blocks) for b in blocks[i + 1:]]
+        points_per_chunk = max(1, chunk_size // k)
+        observer = _Observer(self.model, self.layers)
+        try:
+            for start in range(0, B, points_per_chunk):
+                pts = slice(start, min(start + points_per_chunk, B))
+                xc = x[pts].to(self.device, self.dtype)
+                for group in groups:
+                    index = torch.cat([torch.arange(k)[g] for g in group])
+                    sink = self._push(observer, xc, frame[pts][:, index])
+                    for slot in range(len(self.layers)):
+                        grams[slot, pts, index[:, None], index[None, :]] = sink.grams[slot]
+                        norms[slot, pts] = sink.norms[slot]
+                    self._check_finite(sink)
+                if on_progress:
+                    on_progress(pts.stop - pts.start)
+        finally:
+            observer.remove()
+        return grams, norms
+
+    def _push(self, observer: _Observer, x: torch.Tensor, frame: torch.Tensor) -> _Sink:
+        """One pass of points x [P, ...] with their vectors frame [P, m, ...] through the model."""
+        v = frame.to(self.device, self.dtype).transpose(0, 1).contiguous()  # m×P×…: vmapped dim first
+        if self.method == "jvp":
+            sink = observer.start(lambda slot, out: _Tap.apply(out, observer.sink, slot))
+            try:
+                logits, tangents = vmap(lambda t: jvp(self.model, (x,), (t,)), out_dims=(None, 0))(v)
+            except (NotImplementedError, RuntimeError) as exc:
+                err = _forward_ad_error(exc)
+                if err is None:
+                    raise
+                raise err from exc
+        else:
+            logits, tangents, sink = self._fd(observer, x, v)
+        sink.grams[0], sink.norms[0] = _gram(v), _norms(x)
+        if self.logits_slot is not None:
+            sink.grams[self.logits_slot], sink.norms[self.logits_slot] = _gram(tangents), _norms(logits)
+        return sink
+
+    def _fd(self, observer: _Observer, x: torch.Tensor, v: torch.Tensor):
+        """Central differences ‖v‖(f(x+hu) − f(x−hu))/2h along u = v/‖v‖, one batch per push."""
+        m, P = v.shape[:2]
+        scale = v.flatten(2).norm(dim=2).clamp_min(torch.finfo(v.dtype).tiny)   # m×P
+        u = v / scale.reshape(m, P, 1, 1, 1)
+        h = self.fd_step
+
+        def difference(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            plus, minus = out[P:P + m * P], out[P + m * P:]
+            diff = ((plus - minus) / (2 * h)).reshape(m, P, *out.shape[1:])
+            return out[:P], diff * scale.reshape(m, P, *[1] * (out.ndim - 1))
+
+        def reduce(slot: int, out: torch.Tensor) -> None:
+            primal, tangent = difference(out)
+            observer.sink.norms[slot], observer.sink.grams[slot] = _norms(primal), _gram(tangent)
+
+        sink = observer.start(reduce)
+        out = self.model(torch.cat([x, (x + h * u).flatten(0, 1), (x - h * u).flatten(0, 1)]))
+        logits, tangents = difference(out)
+        return logits, tangents, sink
+
+    def _check_finite(self, sink: _Sink) -> None:
+        for slot, layer in enumerate(self.layers):
+            if not torch.isfinite(sink.norms[slot]).all():
+                raise NFBenchError(f"the activation at layer {layer.name!r} has NaN/Inf values")
+            if not torch.isfinite(sink.grams[slot]).all():
+                raise NFBenchError(f"the frame at layer {layer.name!r} has NaN/Inf values "
+                                   f"(the Jacobian-vector product overflowed or is undefined there)")
+
+
+_GRAM_BLOCK = 4096
+
+
+def _gram(t: torch.Tensor) -> torch.Tensor:
+    """Gram per point of a tangent batch [m, P, ...] -> [P, m, m], float64, on the CPU.
+
+    Partial products over blocks of 4096 coordinates are formed in the tangents' precision
+    and accumulated in float64: as fast as one matmul (the blocks stay in cache) and about
+    ten times more accurate than a float32 sum over a whole large layer.
+    """
+    rows = t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1)   # P×m×D (a view)
+    out = torch.zeros(rows.shape[0], rows.shape[1], rows.shape[1], dtype=torch.float64, device=t.device)
+    for s in range(0, rows.shape[2], _GRAM_BLOCK):
+        block = rows[..., s:s + _GRAM_BLOCK]
+        out += torch.bmm(block, block.transpose(1, 2)).double()
+    return out.cpu()
+
+
+def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
+                   layers: Sequence[str] | str = "all", *, labels: Sequence[str] | None = None,
+                   families: Sequence[str] | None = None, point_ids: torch.Tensor | None = None,
+                   chunk_size: int = 512, method: str = "jvp", fd_step: float = 1e-3,
+                   on_progress: Callable[[int], None] | None = None) -> FrameResult:
+    """Grams of the frame `frame` (B×k×C×H×W) at the requested layers of `model` at points `x`.
+
+    layers: module names (as in `model.named_modules()`), the pseudo-layers `input` and
+      `logits`, or "all" (every leaf module and the logits).  A module called several times in
+      one forward (e.g. a shared ReLU) yields one layer per call, named `name#0`, `name#1`, ….
+      Layers are reported in execution order, always starting with `input`.
+    chunk_size: the most frame vectors pushed through the model at once (points × vectors);
+      peak memory grows with it and not with B or k.  When k exceeds it, the Gram is built
+      from blocks of vectors, recomputing blocks pairwise (memory bounded, more time).
+    method: "jvp" (exact forward-mode AD) or "fd" (central finite differences with step
+      `fd_step` along each unit-norm vector: a fallback for operators without forward AD).
+    The model runs in eval mode (BatchNorm statistics, no dropout); its mode is restored after.
+    """
+    if x.ndim != 4:
+        raise NFBenchError(f"points must be B×C×H×W, got shape {'×'.join(map(str, x.shape))}")
+    if frame.ndim != 5 or frame.shape[0] != x.shape[0] or frame.shape[2:] != x.shape[1:]:
+        raise NFBenchError(f"frame must have shape B×k×C×H×W = {x.shape[0]}×k×"
+                           f"{'×'.join(map(str, x.shape[1:]))} to match the points, "
+                           f"got {'×'.join(map(str, frame.shape))}")
+    if chunk_size < 1:
+        raise NFBenchError(f"chunk_size must be a positive integer, got {chunk_size}")
+    k = frame.shape[1]
+    labels = list(labels) if labels is not None else [f"v{i}" for i in range(k)]
+    families = list(families) if families is not None else ["custom"] * k
+    if len(labels) != k or len(families) != k:
+        raise NFBenchError(f"{len(labels)} labels and {len(families)} families given for {k} frame vectors")
+    if method not in ("jvp", "fd"):
+        raise NFBenchError(one_of(method, ["jvp", "fd"], "method"))
+    device, dtype = _model_device_dtype(model, x)
+    was_training = model.training
+    model.eval()
+    try:
+        # forward-mode AD only: no reverse-mode graph is ever needed
+        with torch.no_grad(), _batchnorm_as_affine(model):
+            layer_list = _resolve_layers(model, x.to(device, dtype), layers)
+            engine = _Engine(model, layer_list, method, fd_step, device, dtype)
+            grams, norms = engine.run(x, frame, chunk_size, on_progress)
+    finally:
+        model.train(was_training)
+    dims = torch.tensor([math.prod(l.shape) for l in layer_list], dtype=torch.int64)
+    ids = point_ids if point_ids is not None else torch.arange(x.shape[0])
+    return FrameResult(grams=grams, act_norms=norms, dims=dims,
+                       layers=[l.name for l in layer_list], labels=labels, families=families,
+                       point_ids=torch.as_tensor(ids, dtype=torch.int64),
+                       provenance={"method": method, **({"fd_step": fd_step} if method == "fd" else {})})
