@@ -72,8 +72,10 @@ class FrameResult:
                    "point_ids": self.point_ids}
         meta = {"layers": self.layers, "labels": self.labels, "families": self.families,
                 "provenance": self.provenance}
+        # One metadata entry: safetensors stores metadata in a hash map whose order varies
+        # between calls, and identical results must give identical bytes.
         return save({k: v.contiguous() for k, v in tensors.items()},
-                     metadata={k: json.dumps(v, sort_keys=True) for k, v in meta.items()})
+                    metadata={"nfbench": json.dumps(meta, sort_keys=True)})
 
     def save(self, path) -> None:
         """Write one safetensors file atomically (byte-identical for identical results)."""
@@ -87,9 +89,9 @@ class FrameResult:
 
         try:
             with safe_open(str(path), framework="pt") as f:
-                meta = {k: json.loads(v) for k, v in f.metadata().items()}
+                meta = json.loads(f.metadata()["nfbench"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
             raise NFBenchError(f"{path}: not a frame file written by nfbench ({exc})") from exc
         return cls(**tensors, **meta)
 

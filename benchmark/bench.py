@@ -1,0 +1,180 @@
+"""`nfbench bench frames`: how fast and how lean the frame engine is, against its alternatives.
+
+On the same points and frame, in one process, repeated and interleaved (the minimum of the
+repeats is reported, so a noisy shared machine affects every method alike):
+  plain     the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
+  engine    compute_frames (forward-mode JVP, Grams of every layer),
+  fd        compute_frames(method="fd"): central finite differences, same Grams,
+  autograd  torch.autograd.functional.jvp (double-backward trick) over the B·k inputs,
+            all layers captured and reduced to the same Grams.
+Peak memory is measured per method in a fresh subprocess (CPU: peak RSS growth; CUDA:
+torch.cuda.max_memory_allocated), and for the engine also for growing k at fixed chunk size.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .frames import compute_frames, leaf_modules
+
+METHODS = ("plain", "engine", "fd", "autograd")
+
+
+@dataclass
+class Case:
+    model: str
+    size: int
+    points: int = 16
+    vectors: int = 32
+    chunk_size: int = 512
+    device: str = "cpu"
+
+    def build(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        if self.model == "smallcnn":
+            from .models.nets import SmallCNN
+            net, channels = SmallCNN(image_size=self.size), 1
+        else:
+            import torchvision
+            net, channels = getattr(torchvision.models, self.model)(weights=None), 3
+        net = net.eval().to(self.device)
+        g = torch.Generator().manual_seed(1)
+        x = torch.rand(self.points, channels, self.size, self.size, generator=g)
+        v = torch.randn(self.points, self.vectors, channels, self.size, self.size, generator=g)
+        return net, x.to(self.device), v.to(self.device)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _autograd_grams(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
+    """The textbook alternative: autograd.functional.jvp on the B·k inputs, all layers captured."""
+    names = leaf_modules(model)
+    modules = dict(model.named_modules())
+    B, k = v.shape[:2]
+    xs = x.unsqueeze(1).expand_as(v).reshape(B * k, *x.shape[1:])
+    captured: list[torch.Tensor] = []
+    handles = [modules[n].register_forward_hook(lambda _m, _i, o: captured.append(o)) for n in names]
+
+    def f(inp):
+        captured.clear()
+        out = model(inp)
+        return tuple(captured) + (out,)
+
+    try:
+        _, tangents = torch.autograd.functional.jvp(f, xs, v.reshape(B * k, *x.shape[1:]))
+    finally:
+        for h in handles:
+            h.remove()
+    grams = []
+    for t in tangents:
+        rows = t.detach().reshape(B, k, -1).double()
+        grams.append(rows @ rows.transpose(1, 2))
+    return grams
+
+
+def run_method(case: Case, method: str, model, x, v):
+    B, k = v.shape[:2]
+    if method == "plain":
+        with torch.inference_mode():
+            return model((x.unsqueeze(1) + v).reshape(B * k, *x.shape[1:]))
+    if method == "engine":
+        return compute_frames(model, x, v, "all", chunk_size=case.chunk_size)
+    if method == "fd":
+        return compute_frames(model, x, v, "all", chunk_size=case.chunk_size, method="fd")
+    if method == "autograd":
+        return _autograd_grams(model, x, v)
+    raise ValueError(method)
+
+
+def time_methods(case: Case, repeats: int) -> tuple[dict[str, float], float]:
+    """Minimum wall time per method over interleaved repeats; FD relative error vs the engine."""
+    model, x, v = case.build()
+    times = {m: [] for m in METHODS}
+    for m in METHODS:                                   # warm-up (allocator, kernels)
+        run_method(case, m, model, x, v)
+    for _ in range(repeats):
+        for m in METHODS:
+            _sync(case.device)
+            t0 = time.perf_counter()
+            run_method(case, m, model, x, v)
+            _sync(case.device)
+            times[m].append(time.perf_counter() - t0)
+    exact = run_method(case, "engine", model, x, v).grams
+    approx = run_method(case, "fd", model, x, v).grams
+    scale = exact.diagonal(dim1=2, dim2=3).amax(dim=(1, 2)).clamp_min(1e-300)   # per layer
+    fd_error = ((approx - exact).abs().amax(dim=(1, 2, 3)) / scale).max().item()
+    return {m: min(t) for m, t in times.items()}, fd_error
+
+
+def peak_memory_mb(case: Case, method: str) -> float:
+    """Peak memory of one run of `method`, in a fresh interpreter so earlier runs do not count."""
+    code = ("import json,sys; from benchmark.bench import Case, _peak_in_process; "
+            f"print(json.dumps(_peak_in_process(Case(**{case.__dict__!r}), {method!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_in_process(case: Case, method: str) -> float:
+    model, x, v = case.build()
+    if case.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        run_method(case, method, model, x, v)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_method(case, method, model, x, v)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
+
+
+def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=print) -> list[dict]:
+    from tabulate import tabulate
+
+    echo(f"machine: {machine()}")
+    rows = []
+    for case in cases:
+        times, fd_error = time_methods(case, repeats)
+        mem = {m: peak_memory_mb(case, m) for m in METHODS} if memory else {}
+        for m in METHODS:
+            rows.append({"model": f"{case.model} {case.size}×{case.size}", "B×k": f"{case.points}×{case.vectors}",
+                         "method": m, "seconds": round(times[m], 3),
+                         "× plain": round(times[m] / times["plain"], 2),
+                         "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",
+                         "peak MB": round(mem[m]) if memory else ""})
+    echo(tabulate(rows, headers="keys", tablefmt="github"))
+    if memory:
+        base = cases[0]
+        scaling = []
+        for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):
+            case = Case(base.model, base.size, base.points, k, base.chunk_size // 4, base.device)
+            scaling.append({"model": base.model, "k": k, "chunk_size": case.chunk_size,
+                            "engine peak MB": round(peak_memory_mb(case, "engine"))})
+        echo("engine memory at a fixed chunk size, growing k:")
+        echo(tabulate(scaling, headers="keys", tablefmt="github"))
+    return rows

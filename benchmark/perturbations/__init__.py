@@ -1,0 +1,114 @@
+"""Frames: which tangent vectors are pushed through a model at each point.
+
+A frame spec is plain data (it lives in params.yaml), one entry per family:
+
+    augmentation: {transforms: [rotate, translate_x, translate_y, scale, shear, brightness, contrast]}
+    noise:        {count: 16, seed: 0}
+    generative:   {model: vae, count: 8}     # count: null keeps every latent direction
+
+Families always appear in the frame in this order; labels are `rotate`, `noise/3`, `vae/5`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..errors import NFBenchError, one_of
+from .augmentations import COLOUR_ONLY, TRANSFORMS, tangents
+from .generative import Autoencoder, decoder_directions
+from .noise import noise_directions
+
+FAMILIES = ("augmentation", "noise", "generative")
+_PARAMS: dict[str, dict[str, Any]] = {
+    "augmentation": {"transforms": list(TRANSFORMS[:7])},
+    "noise": {"count": 16, "seed": 0},
+    "generative": {"model": None, "count": None},
+}
+
+
+@dataclass
+class Frame:
+    vectors: torch.Tensor     # B×k×C×H×W
+    labels: list[str]
+    families: list[str]
+
+
+def validate_spec(spec: Mapping[str, Any], where: str = "frame", channels: int | None = None) -> dict:
+    """Check a frame spec and fill in defaults; errors name the key path and what is valid."""
+    if not isinstance(spec, Mapping) or not spec:
+        raise NFBenchError(f"{where}: must be a mapping with at least one of {', '.join(FAMILIES)}")
+    out: dict[str, dict] = {}
+    for family in spec:
+        if family not in _PARAMS:
+            raise NFBenchError(f"{where}: {one_of(str(family), FAMILIES, 'perturbation family')}")
+        params = spec[family] or {}
+        if not isinstance(params, Mapping):
+            raise NFBenchError(f"{where}.{family}: must be a mapping of parameters, got {params!r}")
+        for key in params:
+            if key not in _PARAMS[family]:
+                raise NFBenchError(f"{where}.{family}: {one_of(str(key), _PARAMS[family], 'parameter')}")
+        out[family] = {**_PARAMS[family], **params}
+    _check_values(out, where, channels)
+    return {f: out[f] for f in FAMILIES if f in out}
+
+
+def _check_values(spec: dict, where: str, channels: int | None) -> None:
+    def count(family: str, value, allow_none: bool = False):
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise NFBenchError(f"{where}.{family}.count: must be a positive integer"
+                               + (" or null" if allow_none else "") + f", got {value!r}")
+
+    if "augmentation" in spec:
+        names = spec["augmentation"]["transforms"]
+        if not isinstance(names, list) or not names:
+            raise NFBenchError(f"{where}.augmentation.transforms: must be a non-empty list of {', '.join(TRANSFORMS)}")
+        for name in names:
+            if name not in TRANSFORMS:
+                raise NFBenchError(f"{where}.augmentation.transforms: {one_of(str(name), TRANSFORMS, 'augmentation')}")
+            if name in COLOUR_ONLY and channels is not None and channels != 3:
+                raise NFBenchError(f"{where}.augmentation.transforms: {name!r} needs colour images; "
+                                   f"this data has {channels} channel(s)")
+        if len(set(names)) != len(names):
+            raise NFBenchError(f"{where}.augmentation.transforms: lists a transform twice")
+    if "noise" in spec:
+        count("noise", spec["noise"]["count"])
+        if not isinstance(spec["noise"]["seed"], int):
+            raise NFBenchError(f"{where}.noise.seed: must be an integer, got {spec['noise']['seed']!r}")
+    if "generative" in spec:
+        count("generative", spec["generative"]["count"], allow_none=True)
+        if not isinstance(spec["generative"]["model"], str):
+            raise NFBenchError(f"{where}.generative.model: must name the autoencoder to use")
+
+
+def build_frame(spec: Mapping[str, Any], x: torch.Tensor, point_ids: torch.Tensor,
+                autoencoder: Autoencoder | None = None) -> Frame:
+    """The frame of `spec` at points x (B×C×H×W): vectors B×k×C×H×W with labels and families."""
+    spec = validate_spec(spec, channels=x.shape[1])
+    parts: list[torch.Tensor] = []
+    labels: list[str] = []
+    families: list[str] = []
+    if "augmentation" in spec:
+        names = spec["augmentation"]["transforms"]
+        parts.append(tangents(x, names))
+        labels += names
+        families += ["augmentation"] * len(names)
+    if "noise" in spec:
+        n = spec["noise"]["count"]
+        parts.append(noise_directions(x, point_ids, n, spec["noise"]["seed"]))
+        labels += [f"noise/{i}" for i in range(n)]
+        families += ["noise"] * n
+    if "generative" in spec:
+        if autoencoder is None:
+            raise NFBenchError(f"the frame asks for generative directions from "
+                               f"{spec['generative']['model']!r} but no autoencoder was given")
+        columns = decoder_directions(x, autoencoder, spec["generative"]["count"])
+        parts.append(columns.to(x.dtype))
+        labels += [f"{spec['generative']['model']}/{i}" for i in range(columns.shape[1])]
+        families += ["generative"] * columns.shape[1]
+    return Frame(torch.cat(parts, dim=1), labels, families)

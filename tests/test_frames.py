@@ -1,0 +1,277 @@
+"""The frame engine against independent computations: finite differences, closed forms, symmetries."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.errors import NFBenchError
+from benchmark.frames import FrameResult, compute_frames
+
+torch.set_default_dtype(torch.float64)
+
+
+def fd_grams(model, x, frame, modules, h=1e-5):
+    """Grams of central differences (f(x+hv) − f(x−hv))/2h at the outputs of `modules`, by hand."""
+    outputs = {}
+    named = dict(model.named_modules())
+
+    def run(inp):
+        seen = []
+        handles = [named[m].register_forward_hook(lambda _m, _i, o: seen.append(o.detach().clone()))
+                   for m in modules]
+        try:
+            with torch.no_grad():
+                logits = model(inp)
+        finally:
+            for hd in handles:
+                hd.remove()
+        return seen + [logits]
+
+    model.eval()
+    B, k = frame.shape[:2]
+    grams = None
+    for b in range(B):
+        tangents = []
+        for i in range(k):
+            plus, minus = run(x[b:b + 1] + h * frame[b, i:i + 1]), run(x[b:b + 1] - h * frame[b, i:i + 1])
+            tangents.append([((p - m) / (2 * h)).flatten() for p, m in zip(plus, minus)])
+        per_layer = [torch.stack([t[l] for t in tangents]) for l in range(len(modules) + 1)]
+        g = torch.stack([T @ T.T for T in per_layer])
+        grams = g[:, None] if grams is None else torch.cat([grams, g[:, None]], dim=1)
+    outputs["grams"] = grams
+    return grams
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def smooth_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 6, 3, stride=2),
+                         nn.Softplus(), nn.Flatten(), nn.Linear(6 * 3 * 3, 5))
+
+
+def points(B=3, k=4, shape=(2, 8, 8), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, *shape, generator=g), torch.randn(B, k, *shape, generator=g)
+
+
+def test_matches_central_differences_on_a_smooth_model():
+    model = smooth_cnn()
+    x, v = points()
+    result = compute_frames(model, x, v, ["1", "3", "logits"])
+    reference = fd_grams(model, x, v, ["1", "3"])
+    assert result.layers == ["input", "1", "3", "logits"]
+    assert rel_err(result.grams[1:], reference) <= 1e-5
+    assert rel_err(result.grams[0], torch.einsum("bic,bjc->bij", v.flatten(2), v.flatten(2))) == 0
+    norms = torch.stack([x.flatten(1).norm(dim=1)])
+    assert torch.allclose(result.act_norms[0], norms[0])
+
+
+def test_linear_model_gram_is_exactly_wv_transpose_wv():
+    torch.manual_seed(0)
+    lin = nn.Linear(2 * 8 * 8, 7)
+    model = nn.Sequential(nn.Flatten(), lin)
+    x, v = points(k=5)
+    result = compute_frames(model, x, v, ["logits"])
+    wv = v.flatten(2) @ lin.weight.T                    # B×k×7
+    assert rel_err(result.grams[-1], wv @ wv.transpose(1, 2)) < 1e-13
+    assert torch.allclose(result.act_norms[-1], model(x).norm(dim=1))
+
+
+class MeanFree(nn.Module):
+    def forward(self, x):
+        return x - x.mean(dim=(1, 2, 3), keepdim=True)
+
+
+def test_mean_subtraction_makes_brightness_invisible_at_every_later_layer():
+    model = nn.Sequential(MeanFree(), smooth_cnn())
+    x, v = points(k=3)
+    v[:, 0] = 1.0                                        # the brightness tangent
+    result = compute_frames(model, x, v, "all")
+    later = result.grams[1:, :, 0, 0]
+    others = result.grams[1:, :, 1, 1]
+    assert later.abs().max() < 1e-20 * others.abs().max() + 1e-25
+    assert (others > 0).all()
+
+
+def test_global_pooling_of_a_circular_convolution_ignores_circular_shifts():
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("conv", nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular"))
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("head", nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)))
+    x, _ = points(k=1, shape=(1, 8, 8))
+    shifts = torch.stack([torch.roll(x, s, dims=d) - x for s, d in [(1, 3), (2, 2), (-3, 3)]], dim=1)
+    assert torch.allclose(model(torch.roll(x, 2, dims=3)), model(x))     # invariant by construction
+    result = compute_frames(model, x, shifts, ["conv", "pool", "logits"])
+    conv, pool, logits = (result.grams[result.layer_index(n)].diagonal(dim1=1, dim2=2)
+                          for n in ["conv", "pool", "logits"])
+    assert (conv > 1e-3).all()
+    assert pool.max() < 1e-28 and logits.max() < 1e-28
+
+
+def test_batchnorm_and_dropout_are_measured_in_eval_mode_and_mode_is_restored():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.Tanh(), nn.Dropout(0.5),
+                          nn.Flatten(), nn.Linear(4 * 36, 3), nn.BatchNorm1d(3))
+    with torch.no_grad():
+        for bn in (model[1], model[6]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+    model.train()
+    x, v = points()
+    result = compute_frames(model, x, v, ["1", "3", "logits"])
+    assert model.training and all(m.training for m in model.modules())
+    reference = fd_grams(model, x, v, ["1", "3"])            # plain eval-mode BatchNorm
+    assert rel_err(result.grams[1:], reference) <= 1e-5
+    assert "forward" not in model[1].__dict__                 # the affine stand-in is gone
+
+
+class Residual(nn.Module):
+    """Two branches into one output, with the in-place ops torchvision ResNets use."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.skip = nn.Conv2d(2, 2, 1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * 64, 4))
+
+    def forward(self, x):
+        out = self.relu(self.conv1(x))
+        out = self.conv2(out)
+        out += self.skip(x)                  # mutates conv2's output after it was observed
+        return self.head(self.relu(out))     # the shared ReLU runs twice
+
+
+def test_inplace_ops_and_residual_branches():
+    torch.manual_seed(0)
+    model = Residual()
+    with torch.no_grad():
+        model.skip.bias.fill_(0.5)           # keep the final ReLU alive
+    x, v = points()
+    result = compute_frames(model, x, v, ["conv1", "relu", "conv2", "skip", "logits"])
+    assert result.layers == ["input", "conv1", "relu#0", "conv2", "skip", "relu#1", "logits"]
+
+    def layers_without_inplace_ops(inp):     # the same function, written out by hand
+        a = model.conv1(inp)
+        r0 = torch.relu(a)
+        c2 = model.conv2(r0)
+        s = model.skip(inp)
+        r1 = torch.relu(c2 + s)
+        return [a, r0, c2, s, r1, model.head(r1)]
+
+    h = 1e-6
+    with torch.no_grad():
+        for b in range(x.shape[0]):
+            plus = [layers_without_inplace_ops(x[b:b + 1] + h * v[b, i:i + 1]) for i in range(v.shape[1])]
+            minus = [layers_without_inplace_ops(x[b:b + 1] - h * v[b, i:i + 1]) for i in range(v.shape[1])]
+            for layer in range(1, 7):
+                t = torch.stack([(p[layer - 1] - m[layer - 1]).flatten() / (2 * h) for p, m in zip(plus, minus)])
+                assert rel_err(result.grams[layer, b], t @ t.T) < 1e-5, result.layers[layer]
+
+
+def test_vector_chunks_give_the_same_grams_as_one_pass():
+    model = smooth_cnn()
+    x, v = points(B=5, k=7)
+    whole = compute_frames(model, x, v, "all", chunk_size=64)
+    for chunk in (1, 3, 6):
+        part = compute_frames(model, x, v, "all", chunk_size=chunk)
+        assert rel_err(part.grams, whole.grams) < 1e-12
+        assert torch.allclose(part.act_norms, whole.act_norms, rtol=1e-13, atol=0)
+
+
+def test_finite_difference_fallback_is_close_to_the_exact_frames():
+    model = smooth_cnn()
+    x, v = points()
+    exact = compute_frames(model, x, v, "all")
+    approx = compute_frames(model, x, v, "all", method="fd", fd_step=1e-5)
+    assert approx.provenance["method"] == "fd"
+    assert 0 < rel_err(approx.grams, exact.grams) < 1e-6
+
+
+def test_float32_model_grams_are_float64_and_accurate():
+    model = smooth_cnn().float()
+    x, v = points()
+    result = compute_frames(model, x.float(), v.float(), ["3"])
+    reference = compute_frames(model.double(), x, v, ["3"])
+    assert result.grams.dtype == torch.float64
+    assert rel_err(result.grams, reference.grams) < 1e-5
+
+
+def test_save_load_round_trip_is_exact_and_byte_stable(tmp_path):
+    model = smooth_cnn()
+    x, v = points()
+    result = compute_frames(model, x, v, "all", labels=["rotate", "noise/0", "noise/1", "vae/0"],
+                            families=["augmentation", "noise", "noise", "generative"],
+                            point_ids=torch.tensor([4, 9, 11]))
+    result.provenance["model"] = "test"
+    result.save(tmp_path / "a.safetensors")
+    loaded = FrameResult.load(tmp_path / "a.safetensors")
+    for field in ("grams", "act_norms", "dims", "point_ids"):
+        assert torch.equal(getattr(loaded, field), getattr(result, field))
+    assert (loaded.layers, loaded.labels, loaded.families, loaded.provenance) == \
+        (result.layers, result.labels, result.families, result.provenance)
+    assert loaded.to_bytes() == result.to_bytes()
+    assert list(tmp_path.iterdir()) == [tmp_path / "a.safetensors"]        # no temporary left
+
+
+def test_dims_and_repeated_module_calls():
+    model = Residual()
+    x, v = points(k=2)
+    result = compute_frames(model, x, v, ["relu#1", "head.1"])
+    assert result.layers == ["input", "relu#1", "head.1"]
+    assert result.dims.tolist() == [2 * 64, 2 * 64, 4]
+
+
+@pytest.mark.parametrize("layers, message", [
+    (["conv2x"], "did you mean 'conv2'"),
+    (["relu#5"], "called 2 times"),
+])
+def test_unknown_layers_are_named_with_close_matches(layers, message):
+    x, v = points(k=2)
+    with pytest.raises(NFBenchError, match=message):
+        compute_frames(Residual(), x, v, layers)
+
+
+def test_frame_shape_must_match_points():
+    x, v = points()
+    with pytest.raises(NFBenchError, match=r"3×k×2×8×8"):
+        compute_frames(smooth_cnn(), x, v[:, :, :1], "all")
+
+
+def test_nan_activation_names_the_layer():
+    model = smooth_cnn()
+    with torch.no_grad():
+        model[2].bias[0] = math.nan
+    x, v = points()
+    with pytest.raises(NFBenchError, match="layer '2' has NaN/Inf"):
+        compute_frames(model, x, v, "all")
+
+
+class Prototypes(nn.Module):
+    """Distances to learned prototypes: torch.cdist has no forward-mode AD rule."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(2 * 64, 6))
+        self.prototypes = nn.Parameter(torch.randn(3, 6))
+
+    def forward(self, x):
+        return -torch.cdist(self.embed(x), self.prototypes)
+
+
+def test_missing_forward_ad_rule_names_the_operator_and_the_fallback():
+    x, v = points()
+    with pytest.raises(NFBenchError, match=r"operator _cdist_forward.*finite-difference"):
+        compute_frames(Prototypes(), x, v, "all")
+    approx = compute_frames(Prototypes(), x, v, "all", method="fd")
+    assert torch.isfinite(approx.grams).all()
