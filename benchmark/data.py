@@ -80,7 +80,7 @@ class Split:
             except OSError as exc:
                 raise NFBenchError(f"{path}: cannot read image ({exc})") from None
         if not out:
-            return torch.empty(0, 0, 0, 0)
+            return torch.empty(0, 0, 0, 0, dtype=torch.float32)
         return torch.stack(out).float()
 
     def subset(self, indices: torch.Tensor) -> "Split":
@@ -268,7 +268,8 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
     except Exception as exc:  # torchvision reports absent files and failed downloads this way
         if not download:
             raise NFBenchError(missing) from None
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = reason if len(reason) <= 160 else reason[:159] + "…"
         raise NFBenchError(f"{name}: download into {where} failed ({reason}); without network, "
                            f"place the torchvision.datasets.{cls_name} files in {where}/{layout}") from None
     shape = tuple(splits["test"].pixels.shape[1:])
@@ -301,7 +302,7 @@ def _load_imagenet(root: Path) -> Dataset:
               "(the ImageFolder layout RobustBench uses)")
     if not val.is_dir():
         raise NFBenchError(f"imagenet: folder {val} not found; {layout}")
-    class_dirs = sorted(d for d in val.iterdir() if d.is_dir())
+    class_dirs = sorted(d for d in val.iterdir() if d.is_dir() and not d.name.startswith("."))
     class_map = _imagenet_class_map()
     if class_map is None:   # no RobustBench map: sorted wnids, right only for the full 1000
         class_map = {d.name: i for i, d in enumerate(class_dirs)}

@@ -66,16 +66,12 @@ class FrameResult:
         return torch.tensor([f == family for f in self.families])
 
     def to_bytes(self) -> bytes:
-        from safetensors.torch import save
+        from .storage import tensors_to_bytes
 
-        tensors = {"grams": self.grams, "act_norms": self.act_norms, "dims": self.dims,
-                   "point_ids": self.point_ids}
-        meta = {"layers": self.layers, "labels": self.labels, "families": self.families,
-                "provenance": self.provenance}
-        # One metadata entry: safetensors stores metadata in a hash map whose order varies
-        # between calls, and identical results must give identical bytes.
-        return save({k: v.contiguous() for k, v in tensors.items()},
-                    metadata={"nfbench": json.dumps(meta, sort_keys=True)})
+        return tensors_to_bytes(
+            {"grams": self.grams, "act_norms": self.act_norms, "dims": self.dims, "point_ids": self.point_ids},
+            {"layers": self.layers, "labels": self.labels, "families": self.families,
+             "provenance": self.provenance})
 
     def save(self, path) -> None:
         """Write one safetensors file atomically (byte-identical for identical results)."""
@@ -85,14 +81,9 @@ class FrameResult:
 
     @classmethod
     def load(cls, path) -> "FrameResult":
-        from safetensors import safe_open
+        from .storage import tensors_from_file
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads(f.metadata()["nfbench"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise NFBenchError(f"{path}: not a frame file written by nfbench ({exc})") from exc
+        tensors, meta = tensors_from_file(path, "frame file")
         return cls(**tensors, **meta)
 
 
@@ -254,8 +245,14 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.
 def _resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
     """Map requested names to module calls, in execution order, using one probe pass."""
     named = {n for n, _ in model.named_modules() if n}
-    wanted = leaf_modules(model) + [LOGITS] if layers == "all" else (
-        [layers] if isinstance(layers, str) else list(layers))
+    auto = layers == "auto"
+    if auto:
+        declared = getattr(model, "observable_layers", None)
+        wanted = list(declared) + [LOGITS] if declared else [n for n, _ in model.named_children()] + [LOGITS]
+    elif layers == "all":
+        wanted = leaf_modules(model) + [LOGITS]
+    else:
+        wanted = [layers] if isinstance(layers, str) else list(layers)
     for name in wanted:
         if name.split("#")[0] not in named | {INPUT, LOGITS}:
             raise NFBenchError(one_of(name, sorted(named) + [INPUT, LOGITS], "layer"))
@@ -287,7 +284,7 @@ def _resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
         name = module if calls[module] == 1 else f"{module}#{n}"
         if module in wanted or name in wanted:
             found.append(_Layer(name, module, n, shape))
-    for name in wanted:
+    for name in wanted if not auto else ():   # `auto` skips children the forward never calls
         if name not in (INPUT, LOGITS) and not any(name in (l.name, l.module) for l in found):
             base = name.split("#")[0]
             raise NFBenchError(f"layer {name!r} is not called by the model's forward"
@@ -410,7 +407,8 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
     """Grams of the frame `frame` (B×k×C×H×W) at the requested layers of `model` at points `x`.
 
     layers: module names (as in `model.named_modules()`), the pseudo-layers `input` and
-      `logits`, or "all" (every leaf module and the logits).  A module called several times in
+      `logits`, "all" (every leaf module and the logits) or "auto" (the model's own
+      `observable_layers` if it declares them, else its top-level children, and the logits).  A module called several times in
       one forward (e.g. a shared ReLU) yields one layer per call, named `name#0`, `name#1`, ….
       Layers are reported in execution order, always starting with `input`.
     chunk_size: the most frame vectors pushed through the model at once (points × vectors);

@@ -15,6 +15,9 @@ dominate an average — use nan-aware reductions downstream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 
 from .errors import NFBenchError, one_of
@@ -23,7 +26,7 @@ from .frames import INPUT, LOGITS, FrameResult
 __all__ = [
     "relative_sensitivity", "family_sensitivity", "label_sensitivity", "family_to_noise",
     "cosine_matrix", "effective_rank", "log_volume", "principal_angles",
-    "relative_depth", "penultimate_index",
+    "relative_depth", "penultimate_index", "FrameStatistics", "frame_statistics",
 ]
 
 _NAN = float("nan")
@@ -272,3 +275,78 @@ def penultimate_index(result: FrameResult) -> int:
         raise NFBenchError(f"no penultimate layer: no model layer was observed between "
                            f"{INPUT!r} and {LOGITS!r}")
     return i
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-point statistics of one model: what the claims, reports and leaderboard are computed from
+
+
+@dataclass
+class FrameStatistics:
+    """The reduced view of one model's frames, per layer and evaluation point.
+
+    sensitivity:  [L, B, k] relative sensitivity of every frame vector (`relative_sensitivity`)
+    rank:         [L, B] effective rank (normalized) of the whole frame
+    family_rank:  [F, L, B] effective rank of each family's sub-frame, in `family_names` order
+    depth:        [L] relative depth of the observed layers
+    penultimate:  index of the penultimate layer (None when the logits were not observed)
+    meta:         the model's record (id, role, eps, source, accuracies, …), set by the stage
+    """
+
+    layers: list[str]
+    labels: list[str]
+    families: list[str]
+    family_names: list[str]
+    point_ids: torch.Tensor
+    depth: torch.Tensor
+    sensitivity: torch.Tensor
+    rank: torch.Tensor
+    family_rank: torch.Tensor
+    penultimate: int | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def family(self, name: str) -> torch.Tensor:
+        """Mean relative sensitivity of one family: [L, B]."""
+        if name not in self.families:
+            raise NFBenchError(one_of(name, self.family_names, "perturbation family"))
+        return _masked_nanmean(self.sensitivity, torch.tensor([f == name for f in self.families]))
+
+    def label(self, name: str) -> torch.Tensor:
+        """Relative sensitivity along the vector(s) labelled `name`: [L, B]."""
+        if name not in self.labels:
+            raise NFBenchError(one_of(name, self.labels, "frame vector label"))
+        return _masked_nanmean(self.sensitivity, torch.tensor([l == name for l in self.labels]))
+
+    def to_bytes(self) -> bytes:
+        from .storage import tensors_to_bytes
+
+        return tensors_to_bytes(
+            {"point_ids": self.point_ids, "depth": self.depth, "sensitivity": self.sensitivity,
+             "rank": self.rank, "family_rank": self.family_rank},
+            {"layers": self.layers, "labels": self.labels, "families": self.families,
+             "family_names": self.family_names, "penultimate": self.penultimate, "meta": self.meta})
+
+    @classmethod
+    def load(cls, path) -> "FrameStatistics":
+        from .storage import tensors_from_file
+
+        tensors, meta = tensors_from_file(path, "frame statistics file")
+        return cls(**tensors, **meta)
+
+
+def frame_statistics(result: FrameResult, meta: dict[str, Any] | None = None) -> FrameStatistics:
+    """Reduce a FrameResult to its per-point statistics (pure)."""
+    names = list(dict.fromkeys(result.families))
+    family_rank = torch.stack([
+        effective_rank(result.grams[..., m[:, None] & m[None, :]].reshape(
+            *result.grams.shape[:2], int(m.sum()), int(m.sum())))
+        for m in (result.family_mask(f) for f in names)])
+    try:
+        penultimate = penultimate_index(result)
+    except NFBenchError:
+        penultimate = None
+    return FrameStatistics(layers=list(result.layers), labels=list(result.labels),
+                           families=list(result.families), family_names=names,
+                           point_ids=result.point_ids.clone(), depth=relative_depth(result),
+                           sensitivity=relative_sensitivity(result), rank=effective_rank(result.grams),
+                           family_rank=family_rank, penultimate=penultimate, meta=dict(meta or {}))

@@ -76,3 +76,29 @@ def code_version() -> str:
         return f"{__version__}+{commit}" + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return __version__
+
+
+def tensors_to_bytes(tensors: dict, meta: dict) -> bytes:
+    """safetensors bytes of `tensors` with JSON metadata, identical for identical content.
+
+    The metadata goes in one entry: safetensors keeps metadata in a hash map whose order varies
+    from call to call.
+    """
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in tensors.items()},
+                metadata={"nfbench": json.dumps(meta, sort_keys=True, allow_nan=False)})
+
+
+def tensors_from_file(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
+    """(tensors, metadata) of a file written with `tensors_to_bytes`."""
+    from safetensors import safe_open
+
+    from .errors import NFBenchError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["nfbench"])
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise NFBenchError(f"{path}: not a {what} written by nfbench ({exc})") from exc

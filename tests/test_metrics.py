@@ -356,3 +356,29 @@ def test_relative_depth_and_penultimate_index():
     with pytest.raises(NFBenchError):
         M.penultimate_index(only_input)
     assert M.relative_depth(make_result(vectors[:1], norms[:1])).tolist() == [0.0]
+
+
+def test_frame_statistics_agree_with_the_metrics_and_round_trip(tmp_path):
+    from benchmark.metrics import FrameStatistics, frame_statistics
+
+    torch.manual_seed(3)
+    L, B, k, D = 4, 3, 5, 9
+    vectors = torch.randn(L, B, k, D, dtype=torch.float64)
+    grams = vectors @ vectors.transpose(-1, -2)
+    result = FrameResult(grams=grams, act_norms=torch.rand(L, B, dtype=torch.float64) + 0.5,
+                         dims=torch.full((L,), D), layers=["input", "a", "b", "logits"],
+                         labels=["rotate", "scale", "noise/0", "noise/1", "vae/0"],
+                         families=["augmentation", "augmentation", "noise", "noise", "generative"],
+                         point_ids=torch.tensor([5, 6, 7]))
+    stats = frame_statistics(result, {"id": "m", "role": "standard"})
+    assert torch.allclose(stats.family("noise"), M.family_sensitivity(result, "noise"), equal_nan=True)
+    assert torch.allclose(stats.label("scale"), M.label_sensitivity(result, "scale"))
+    aug = vectors[:, :, :2]
+    expected = M.effective_rank(aug @ aug.transpose(-1, -2))
+    assert torch.allclose(stats.family_rank[stats.family_names.index("augmentation")], expected)
+    assert stats.penultimate == 2 and stats.family_names == ["augmentation", "noise", "generative"]
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(stats.to_bytes())
+    loaded = FrameStatistics.load(path)
+    assert torch.equal(loaded.sensitivity, stats.sensitivity) and loaded.meta == stats.meta
+    assert loaded.to_bytes() == stats.to_bytes()

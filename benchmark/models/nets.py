@@ -36,14 +36,14 @@ def _normalize(in_channels: int) -> Normalize:
 
 
 class SmallCNN(nn.Module):
-    """conv(3×3)-relu-pool ×2, conv-relu, fc-relu, fc: ~0.5M parameters at width 16, 28×28 input.
+    """conv(3×3)-relu-pool ×2, conv-relu, fc-relu, fc: ~0.2M parameters at width 8, 28×28 input.
 
     Layers: normalize, conv1, relu1, pool1, conv2, relu2, pool2, conv3, relu3, flatten, fc1,
     relu4, fc2 (logits).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
-                 width: int = 16, hidden: int = 128):
+                 width: int = 8, hidden: int = 128):
         super().__init__()
         if image_size % 4:
             raise ValueError(f"SmallCNN needs an image size divisible by 4, got {image_size}")
@@ -79,7 +79,7 @@ class ConvVAE(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, latent_dim: int = 12,
-                 width: int = 32, hidden: int = 256):
+                 width: int = 16, hidden: int = 256):
         super().__init__()
         if image_size % 4:
             raise ValueError(f"ConvVAE needs an image size divisible by 4, got {image_size}")

@@ -1,0 +1,215 @@
+"""`nfbench`: one subcommand per pipeline stage, plus models / suite / check / bench / submit / leaderboard.
+
+Every subcommand validates params.yaml first (errors name the key path) and exits 2 with a
+one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import NFBenchError
+
+
+def _params(args) -> dict:
+    from .config import load_params
+
+    return load_params(args.params)
+
+
+def _tracked(params: dict, args) -> bool:
+    """Check a remote MLflow server answers before heavy work; --no-track skips MLflow."""
+    if args.no_track:
+        return False
+    from .tracking import check_reachable, tracking_uri
+
+    check_reachable(tracking_uri(params))
+    return True
+
+
+def cmd_data(args) -> None:
+    from .config import check_layer_names
+    from .stages import data
+
+    params = _params(args)
+    check_layer_names(params)
+    data.run(params)
+
+
+def cmd_fetch(args) -> None:
+    from .stages import fetch, suite_params
+
+    params = suite_params(_params(args), args.suite)
+    if args.model and args.suite:
+        raise NFBenchError("give either a model id or --suite, not both")
+    if args.model:
+        ids = [args.model]
+        fetch.model_spec(params, args.model)
+    elif args.suite:
+        ids = list(params["generative"]) + list(params["models"])
+    else:
+        raise NFBenchError("name a model id, or --suite NAME for all models of a suite")
+    fetch.run(params, ids, track=_tracked(params, args))
+
+
+def cmd_frames(args) -> None:
+    from .stages import frames
+
+    params = _params(args)
+    method = "fd" if args.fallback == "finite-difference" else None
+    frames.run(params, args.model, method=method, track=_tracked(params, args))
+
+
+def cmd_metrics(args) -> None:
+    from .stages import metrics
+
+    metrics.run(_params(args))
+
+
+def cmd_claims(args) -> None:
+    from .stages import claims
+
+    claims.run(_params(args))
+
+
+def cmd_report(args) -> None:
+    from .stages import report
+
+    report.run(_params(args))
+
+
+def cmd_check(args) -> None:
+    from .regression import compare, format_table
+    from .stages import CLAIMS
+    from .storage import read_json
+
+    reference = Path(args.reference) / "claims.json"
+    for path in (CLAIMS, reference):
+        if not path.is_file():
+            raise NFBenchError(f"{path} does not exist; run the pipeline (dvc repro) first"
+                               if path == CLAIMS else f"no reference at {path}")
+    ok, rows = compare(read_json(CLAIMS), read_json(reference))
+    print(format_table(rows))
+    if not ok:
+        moved = [r for r in rows if r.get("status") != "ok"]
+        raise NFBenchError(f"{len(moved)} result(s) moved beyond tolerance or changed verdict "
+                           f"against {reference}")
+    print(f"all {len(rows)} results within tolerance of {reference}")
+
+
+def cmd_models_list(args) -> None:
+    from tabulate import tabulate
+
+    from .models import zoo
+    from .stages import MODELS, suite_params
+
+    params = suite_params(_params(args), args.suite)
+    rows = []
+    for group, generative in ((params["generative"], True), (params["models"], False)):
+        for model_id, spec in group.items():
+            state = zoo.status(model_id, MODELS)
+            manifest = zoo.read_manifest(model_id, MODELS) or {}
+            if state == "present" and spec.get("source") == "local":
+                state = "trained"
+            rows.append({"id": model_id, "source": spec.get("source", "local"),
+                         "role": "generative" if generative else spec["role"],
+                         "status": state, "sha256": manifest.get("sha256", "")[:16]})
+    print(f"suite {params['suite']}")
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+
+
+def cmd_suite_use(args) -> None:
+    from .config import use_suite
+
+    params = use_suite(args.name, Path(args.params))
+    print(f"{args.params}: suite {args.name} ({len(params['models'])} models); run `dvc repro`")
+
+
+def cmd_suite_list(args) -> None:
+    from .config import load_suite, suite_names
+
+    for name in suite_names():
+        print(f"{name:28s} {(load_suite(name).get('description') or '').strip().splitlines()[0]}")
+
+
+def cmd_bench_frames(args) -> None:
+    from .bench import Case, bench_frames
+
+    cases = []
+    for spec in args.models:
+        model, _, size = spec.partition("@")
+        if not size.isdigit():
+            raise NFBenchError(f"--models {spec!r}: expected MODEL@SIZE, e.g. resnet18@64")
+        cases.append(Case(model, int(size), args.points, args.vectors, args.chunk_size, args.device))
+    bench_frames(cases, repeats=args.repeats, memory=not args.no_memory)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nfbench", description=__doc__.splitlines()[0])
+    p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def stage(name, func, help_text, tracked=False):
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.set_defaults(func=func)
+        if tracked:
+            sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+        return sp
+
+    stage("data", cmd_data, "evaluation points of the suite's dataset (stage 1)")
+    sp = stage("fetch", cmd_fetch, "train, download or import a model (stage 2)", tracked=True)
+    sp.add_argument("model", nargs="?", help="model id from params.yaml")
+    sp.add_argument("--suite", help="fetch every model of this suite")
+    sp = stage("frames", cmd_frames, "neural frames of one model (stage 3)", tracked=True)
+    sp.add_argument("model", help="model id from params.yaml")
+    sp.add_argument("--fallback", choices=["finite-difference"],
+                    help="central finite differences instead of forward-mode AD (slower, approximate; "
+                         "for operators without forward AD)")
+    stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 4)")
+    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 5)")
+    stage("report", cmd_report, "tables and figures under reports/ (stage 6)")
+    sp = stage("check", cmd_check, "compare reports/claims.json with the committed reference")
+    sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
+
+    models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
+    sp = models.add_parser("list", help="models of a suite with their status and sha256")
+    sp.add_argument("--suite")
+    sp.set_defaults(func=cmd_models_list)
+
+    suite = sub.add_parser("suite", help="suite presets").add_subparsers(dest="what", required=True)
+    sp = suite.add_parser("use", help="load suites/NAME.yaml into params.yaml")
+    sp.add_argument("name")
+    sp.set_defaults(func=cmd_suite_use)
+    suite.add_parser("list", help="available suites").set_defaults(func=cmd_suite_list)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="what", required=True)
+    sp = bench.add_parser("frames", help="engine vs plain forward, finite differences and autograd.functional.jvp")
+    sp.add_argument("--models", nargs="+", default=["smallcnn@28", "resnet18@64"],
+                    help="MODEL@SIZE: smallcnn or a torchvision architecture (random weights)")
+    sp.add_argument("--points", type=int, default=16)
+    sp.add_argument("--vectors", type=int, default=32)
+    sp.add_argument("--chunk-size", type=int, default=512)
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    sp.set_defaults(func=cmd_bench_frames)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except NFBenchError as exc:
+        print(f"nfbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nfbench: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""params.yaml and the suite presets: loading, validation, switching suites.
+
+params.yaml is the pipeline's single source of parameters (DVC tracks it key by key).  A
+suite preset (suites/<name>.yaml) holds the suite-dependent sections — data, attack,
+perturbations, generative, models — and `nfbench suite use NAME` copies them into
+params.yaml, keeping the global settings (device, frames, tracking).
+
+Everything is validated before any training or download; an error names the file, the key
+path and what is valid.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import NFBenchError, one_of
+
+PARAMS_FILE = Path("params.yaml")
+SUITES_DIR = Path("suites")
+SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models")
+GLOBAL_SECTIONS = ("suite", "device", "frames", "tracking")
+ROLES = ("standard", "augmentation", "adversarial", "noise", "other")
+SOURCES = ("local", "robustbench", "torchvision", "file")
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# model keys that describe the model rather than configure its source or recipe
+MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations")
+_SOURCE_KEYS = {
+    "robustbench": {"name": str, "dataset": str, "threat_model": str, "sha256": str},
+    "torchvision": {"arch": str, "weights": str, "sha256": str},
+    "file": {"entry_point": str, "checkpoint": str, "sha256": str, "url": str,
+             "mean": list, "std": list, "layers": list},
+}
+_REQUIRED = {"robustbench": ("name", "dataset", "threat_model"), "torchvision": ("arch", "weights"),
+             "file": ("entry_point", "checkpoint", "sha256")}
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a syntax error becomes one line naming the file and position."""
+    path = Path(path)
+    if not path.is_file():
+        raise NFBenchError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise NFBenchError(f"{path}:{where}: malformed YAML ({problem})") from exc
+
+
+def suite_names(suites_dir: Path = SUITES_DIR) -> list[str]:
+    return sorted(p.stem for p in Path(suites_dir).glob("*.yaml"))
+
+
+def load_suite(name: str, suites_dir: Path = SUITES_DIR) -> dict:
+    path = Path(suites_dir) / f"{name}.yaml"
+    if not path.is_file():
+        raise NFBenchError(f"{one_of(name, suite_names(suites_dir), 'suite')} (presets live in {suites_dir}/)")
+    suite = read_yaml(path) or {}
+    if not isinstance(suite, Mapping):
+        raise NFBenchError(f"{path}: must be a mapping of {', '.join(SUITE_SECTIONS)}")
+    for key in suite:
+        if key not in (*SUITE_SECTIONS, "description"):
+            raise NFBenchError(f"{path}: {one_of(str(key), (*SUITE_SECTIONS, 'description'), 'section')}")
+    return dict(suite)
+
+
+def load_params(path: str | Path = PARAMS_FILE, suites_dir: Path = SUITES_DIR) -> dict:
+    raw = read_yaml(path)
+    return validate_params(raw, str(path), suites_dir)
+
+
+def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUITES_DIR) -> dict:
+    """Check every section of params.yaml; return it with defaults filled in."""
+    from .data import DATASETS
+    from .perturbations import validate_spec
+
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping of {', '.join(GLOBAL_SECTIONS + SUITE_SECTIONS)}")
+    for key in raw:
+        if key not in GLOBAL_SECTIONS + SUITE_SECTIONS:
+            raise NFBenchError(f"{where}: {one_of(str(key), GLOBAL_SECTIONS + SUITE_SECTIONS, 'section')}")
+    for key in ("suite", *SUITE_SECTIONS):
+        if key not in raw:
+            raise NFBenchError(f"{where}: missing section {key!r}")
+    p = dict(raw)
+    if p["suite"] not in suite_names(suites_dir):
+        raise NFBenchError(f"{where}: suite: {one_of(str(p['suite']), suite_names(suites_dir), 'suite')}")
+    p["device"] = _device(p.get("device", "auto"), f"{where}: device")
+
+    data = _section(p, "data", where, {"dataset": str, "root": str, "eval_points": int, "seed": int},
+                    {"root": "data/raw", "seed": 0})
+    if data["dataset"] not in DATASETS:
+        raise NFBenchError(f"{where}: data.dataset: {one_of(data['dataset'], DATASETS, 'dataset')}")
+    _positive(data["eval_points"], f"{where}: data.eval_points")
+
+    attack = _section(p, "attack", where, {"eps": float, "steps": int, "step_size": float}, {"step_size": None})
+    _non_negative(attack["eps"], f"{where}: attack.eps")
+    _positive(attack["steps"], f"{where}: attack.steps")
+
+    frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float},
+                      {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3})
+    _positive(frames["chunk_size"], f"{where}: frames.chunk_size")
+    if frames["method"] not in ("jvp", "fd"):
+        raise NFBenchError(f"{where}: frames.method: {one_of(frames['method'], ('jvp', 'fd'), 'method')}")
+    _layers_setting(frames["layers"], f"{where}: frames.layers")
+
+    p["tracking"] = _section(p, "tracking", where, {"uri": str, "experiment": str},
+                             {"uri": None, "experiment": None})
+
+    channels = 3 if data["dataset"] in ("cifar10", "imagenet") else 1
+    p["perturbations"] = validate_spec(p["perturbations"], f"{where}: perturbations", channels)
+
+    p["generative"] = _models(p["generative"], f"{where}: generative", generative=True)
+    if "generative" in p["perturbations"]:
+        wanted = p["perturbations"]["generative"]["model"]
+        if wanted not in p["generative"]:
+            raise NFBenchError(f"{where}: perturbations.generative.model: "
+                               f"{one_of(wanted, p['generative'], 'generative model')}")
+    p["models"] = _models(p["models"], f"{where}: models", generative=False)
+    clash = set(p["models"]) & set(p["generative"])
+    if clash:
+        raise NFBenchError(f"{where}: id {sorted(clash)[0]!r} is used by a model and a generative model")
+    return p
+
+
+def _section(p: dict, name: str, where: str, types: dict[str, type], defaults: dict) -> dict:
+    value = p.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise NFBenchError(f"{where}: {name}: must be a mapping of {', '.join(types)}")
+    for key in value:
+        if key not in types:
+            raise NFBenchError(f"{where}: {name}: {one_of(str(key), types, 'key')}")
+    out = {**defaults, **value}
+    for key, kind in types.items():
+        if key not in out:
+            raise NFBenchError(f"{where}: {name}.{key}: missing")
+        _typed(out[key], kind, f"{where}: {name}.{key}", allow_none=key in defaults and defaults[key] is None)
+    p[name] = out
+    return out
+
+
+def _typed(value: Any, kind: type, where: str, allow_none: bool = False) -> None:
+    if value is None and allow_none or kind is object:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
+        isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise NFBenchError(f"{where}: must be {'a number' if kind is float else 'a ' + kind.__name__}, got {value!r}")
+
+
+def _positive(value, where: str) -> None:
+    if value <= 0:
+        raise NFBenchError(f"{where}: must be positive, got {value!r}")
+
+
+def _non_negative(value, where: str) -> None:
+    if value < 0:
+        raise NFBenchError(f"{where}: must not be negative, got {value!r}")
+
+
+def _device(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+        raise NFBenchError(f"{where}: must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
+def _layers_setting(value: Any, where: str) -> None:
+    """`auto`, `all`, a list of names, or a mapping architecture -> one of those."""
+    def one(v, w):
+        if v in ("auto", "all"):
+            return
+        if not isinstance(v, list) or not v or not all(isinstance(n, str) for n in v):
+            raise NFBenchError(f"{w}: must be auto, all or a non-empty list of layer names, got {v!r}")
+
+    if isinstance(value, Mapping):
+        for arch, v in value.items():
+            one(v, f"{where}.{arch}")
+    else:
+        one(value, where)
+
+
+def _models(models: Any, where: str, generative: bool) -> dict:
+    if not isinstance(models, Mapping) or not models:
+        raise NFBenchError(f"{where}: must be a non-empty mapping of model id -> model spec")
+    return {str(mid): validate_model(mid, spec, f"{where}.{mid}", generative) for mid, spec in models.items()}
+
+
+def validate_model(model_id: Any, spec: Any, where: str, generative: bool = False) -> dict:
+    """One model entry: role, source and the source's own fields (a local recipe, a RobustBench name, …)."""
+    from .models.training import validate_recipe
+
+    if not isinstance(model_id, str) or not MODEL_ID.match(model_id):
+        raise NFBenchError(f"{where}: model ids may use letters, digits, '_', '.', '-' (got {model_id!r})")
+    if not isinstance(spec, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping with role and source")
+    spec = dict(spec)
+    if generative:   # a VAE trained here, or a pretrained autoencoder from a file
+        source = spec.get("source", "local")
+        if source == "file":
+            return {"source": "file", **_source_fields("file", {k: v for k, v in spec.items() if k != "source"},
+                                                        where, allowed_meta=())}
+        if source != "local":
+            raise NFBenchError(f"{where}.source: generative models are local (a VAE trained here) or file")
+        recipe = {k: v for k, v in spec.items() if k != "source"}
+        return {"source": "local", **_vae_recipe(recipe, where)}
+    for key in ("role", "source"):
+        if key not in spec:
+            raise NFBenchError(f"{where}: missing {key!r}")
+    if spec["role"] not in ROLES:
+        raise NFBenchError(f"{where}.role: {one_of(str(spec['role']), ROLES, 'role')}")
+    if spec["source"] not in SOURCES:
+        raise NFBenchError(f"{where}.source: {one_of(str(spec['source']), SOURCES, 'source')}")
+    if "eps" in spec:
+        _typed(spec["eps"], float, f"{where}.eps")
+    if "reference" in spec and not isinstance(spec["reference"], Mapping):
+        raise NFBenchError(f"{where}.reference: must map clean_acc/robust_acc to published values")
+    meta = {k: spec[k] for k in MODEL_META if k in spec}
+    rest = {k: v for k, v in spec.items() if k not in MODEL_META}
+    if spec["source"] == "local":
+        recipe = validate_recipe(recipe_of(spec), where)
+        meta["eps"] = float(recipe["eps"]) if recipe["recipe"] == "adversarial" else float(meta.get("eps", 0.0))
+        return {**meta, **recipe}
+    if "augmentations" in meta:
+        from .perturbations.augmentations import TRANSFORMS
+
+        for name in meta["augmentations"]:
+            if name not in TRANSFORMS:
+                raise NFBenchError(f"{where}.augmentations: {one_of(str(name), TRANSFORMS, 'augmentation')}")
+    meta.setdefault("eps", 0.0)
+    return {**meta, **_source_fields(spec["source"], rest, where, allowed_meta=MODEL_META)}
+
+
+def recipe_of(spec: Mapping) -> dict:
+    """The training recipe inside a local model's spec (its ε is the recipe's for adversarial training)."""
+    adversarial = spec.get("recipe") == "adversarial"
+    return {k: v for k, v in spec.items() if k not in MODEL_META or (k == "eps" and adversarial)}
+
+
+def _source_fields(source: str, fields: dict, where: str, allowed_meta) -> dict:
+    keys = _SOURCE_KEYS[source]
+    for key, value in fields.items():
+        if key not in keys:
+            raise NFBenchError(f"{where}: {one_of(key, list(keys) + list(allowed_meta), 'key')} for source {source}")
+        _typed(value, keys[key], f"{where}.{key}")
+    for key in _REQUIRED[source]:
+        if key not in fields:
+            raise NFBenchError(f"{where}: missing {key!r} (source {source} needs {', '.join(_REQUIRED[source])})")
+    if "sha256" in fields and not re.fullmatch(r"[0-9a-f]{64}", fields["sha256"]):
+        raise NFBenchError(f"{where}.sha256: must be 64 lowercase hex digits")
+    return dict(fields)
+
+
+def _vae_recipe(recipe: dict, where: str) -> dict:
+    from .models.training import validate_vae
+
+    return validate_vae(recipe, where)
+
+
+DATASET_DIMS = {"mnist5k": (1, 28, 10), "mnist": (1, 28, 10), "cifar10": (3, 32, 10), "imagenet": (3, 224, 1000)}
+
+
+def layers_for(params: Mapping, spec: Mapping):
+    """frames.layers: one setting for all models, or per architecture (`smallcnn: [relu1, …]`)."""
+    setting = params["frames"]["layers"]
+    if isinstance(setting, Mapping):
+        arch = spec.get("arch") or spec.get("name") or spec.get("entry_point")
+        return setting.get(arch, setting.get("default", "auto"))
+    return setting
+
+
+def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
+    """Explicit layer names must exist in each model's architecture (built without weights)."""
+    from .models.zoo import build_architecture
+
+    channels, size, classes = DATASET_DIMS[params["data"]["dataset"]]
+    for model_id, spec in params["models"].items():
+        layers = layers_for(params, spec)
+        if layers in ("auto", "all"):
+            continue
+        if spec["source"] == "local":
+            arch = {"name": spec["arch"], "kwargs": {"in_channels": channels, "num_classes": classes,
+                                                     "image_size": size, "width": spec["width"]}}
+        else:
+            arch = {"kwargs": {"num_classes": classes}}
+        names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
+        for name in layers:
+            if name.split("#")[0] not in names:
+                raise NFBenchError(f"{where}: frames.layers: model {model_id}: "
+                                   f"{one_of(name, sorted(names), 'layer')}")
+
+
+def use_suite(name: str, params_path: Path = PARAMS_FILE, suites_dir: Path = SUITES_DIR) -> dict:
+    """Copy a suite preset's sections into params.yaml, keeping everything else and all comments.
+
+    The result is validated before it is written (atomically), so a bad preset changes nothing.
+    """
+    from ruamel.yaml import YAML
+
+    from .storage import write_text
+
+    load_suite(name, suites_dir)                          # exists, parses, known sections
+    rt = YAML()
+    rt.width = 4096
+    preset = rt.load(Path(suites_dir) / f"{name}.yaml")
+    for key in SUITE_SECTIONS:
+        if key not in preset:
+            raise NFBenchError(f"{suites_dir}/{name}.yaml: missing section {key!r}")
+    params_path = Path(params_path)
+    current = rt.load(params_path) if params_path.is_file() else None
+    if current is None:
+        current = rt.load("suite: null\n")
+    current["suite"] = name
+    for key in SUITE_SECTIONS:
+        current[key] = preset[key]
+    buffer = io.StringIO()
+    rt.dump(current, buffer)
+    text = buffer.getvalue()
+    validated = validate_params(yaml.safe_load(text), f"{suites_dir}/{name}.yaml", suites_dir)
+    write_text(params_path, text)
+    return validated

@@ -1,0 +1,437 @@
+"""The model zoo: fetch (train, download or import) a model once, then load it verified.
+
+Every model, whatever its source, ends up as one directory `models/<id>/`:
+  model.safetensors   its state dict (tensors only: loading can never run code)
+  manifest.json       source, role, spec, architecture, sha256 of model.safetensors, accuracies
+
+Sources:
+  local        trained here by a recipe (benchmark/models/training.py), deterministic
+  robustbench  {name, dataset, threat_model}: RobustBench's checkpoint in
+               models/robustbench/<dataset>/<threat_model>/<name>.pt, downloaded if absent
+  torchvision  {arch, weights}: torchvision's weights through the torch hub cache
+  file         {entry_point "pkg.module:factory", checkpoint path or url, sha256}
+
+Integrity: downloads go to a temporary name, are checked (not an HTML error page, sha256 when
+pinned, loadable with weights_only) and only then renamed into place; a file whose sha256 does
+not match is refused and kept beside under `<name>.rejected-<sha>` for inspection; the model
+directory is replaced in one rename, so an interrupted fetch leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import os
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import NFBenchError
+from ..storage import code_version, read_json, sha256_file, write_json
+
+MODELS_DIR = Path("models")
+CHECKPOINT = "model.safetensors"
+MANIFEST = "manifest.json"
+DOWNLOAD_TIMEOUT = 20.0   # seconds without an answer before a download is given up
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel-space models
+
+
+def add_pixel_normalization(net: nn.Module, mean, std) -> nn.Module:
+    """Make `net` take [0,1] pixels: a forward pre-hook applies (x − mean)/std first.
+
+    A hook rather than a wrapper module keeps the network's own layer names (no `net.`
+    prefix) in frames and reports.  The statistics are non-persistent buffers, so the state
+    dict stays the network's own.
+    """
+    net.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+    net.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+    net.register_forward_pre_hook(
+        lambda module, args: ((args[0] - module.pixel_mean.to(args[0].dtype)) / module.pixel_std.to(args[0].dtype),
+                              *args[1:]))
+    return net
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def model_dir(model_id: str, root: Path = MODELS_DIR) -> Path:
+    return Path(root) / model_id
+
+
+def read_manifest(model_id: str, root: Path = MODELS_DIR) -> dict | None:
+    path = model_dir(model_id, root) / MANIFEST
+    return read_json(path) if path.is_file() else None
+
+
+def status(model_id: str, root: Path = MODELS_DIR) -> str:
+    """present (checkpoint matches its manifest), missing, or corrupt."""
+    manifest = read_manifest(model_id, root)
+    checkpoint = model_dir(model_id, root) / CHECKPOINT
+    if manifest is None or not checkpoint.is_file():
+        return "missing"
+    return "present" if sha256_file(checkpoint) == manifest["sha256"] else "corrupt"
+
+
+def _reject(path: Path, actual: str) -> Path:
+    """Move a file that failed its check aside (kept for inspection) and return the new path."""
+    rejected = path.with_name(f"{path.name}.rejected-{actual[:12]}")
+    os.replace(path, rejected)
+    return rejected
+
+
+def verify_sha256(path: Path, expected: str, what: str) -> None:
+    actual = sha256_file(path)
+    if actual != expected:
+        kept = _reject(path, actual)
+        raise NFBenchError(f"{what}: sha256 of {path} is {actual}, expected {expected}; refused "
+                           f"(the file is kept as {kept} for inspection)")
+
+
+def safe_torch_load(path: Path, what: str) -> Any:
+    """torch.load restricted to tensors and plain containers: a checkpoint cannot run code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).split("\n\n")[-1].strip().splitlines()[0][:160]
+        raise NFBenchError(f"{what}: {path} holds pickled objects other than tensors ({first}); "
+                           f"refusing to load it — save the state dict (or use safetensors)") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise NFBenchError(f"{what}: {path} is not a readable PyTorch checkpoint ({exc})") from exc
+
+
+def load_state_file(path: Path, what: str) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = safe_torch_load(path, what)
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NFBenchError(f"{what}: {path} is not a state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+@contextlib.contextmanager
+def _network_timeout(seconds: float = DOWNLOAD_TIMEOUT) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def download(url: str, dest: Path, what: str, *, fetcher=None) -> None:
+    """Download to a temporary name, refuse an HTML error page, then rename onto `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        with _network_timeout():
+            if fetcher is not None:
+                fetcher(str(tmp))
+            else:
+                with urllib.request.urlopen(url) as response, open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise OSError("nothing was downloaded")
+        with open(tmp, "rb") as f:
+            head = f.read(512).lstrip().lower()
+        if head.startswith((b"<!doctype", b"<html")):
+            raise OSError("the server answered with an HTML page (quota or permission page), not a checkpoint")
+        os.replace(tmp, dest)
+    except NFBenchError:
+        raise
+    except Exception as exc:   # urllib, gdown and requests each raise their own types
+        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise NFBenchError(f"{what}: the checkpoint is not at {dest} and downloading it from {url} failed "
+                           f"({str(reason)[:200]}); put the file at {dest} and rerun") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _install(model_id: str, root: Path, state: Mapping[str, torch.Tensor], manifest: dict) -> dict:
+    """Write model.safetensors + manifest.json into a fresh directory, then swap it into place."""
+    from safetensors.torch import save_file
+
+    final = model_dir(model_id, root)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=final.parent))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(staging / CHECKPOINT))
+        manifest = {**manifest, "id": model_id, "checkpoint": CHECKPOINT,
+                    "sha256": sha256_file(staging / CHECKPOINT), "code_version": code_version()}
+        write_json(staging / MANIFEST, manifest)
+        old = final.with_name(f".{model_id}.old")
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+        os.replace(staging, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# Architectures
+
+
+def build_architecture(spec: Mapping, arch: Mapping) -> nn.Module:
+    """The untrained network of a model, in pixel space (`arch` is the manifest's record)."""
+    source = spec["source"]
+    if source == "local":
+        from .nets import build
+
+        return build(arch["name"], **arch["kwargs"])
+    if source == "robustbench":
+        from .robustbench_compat import zoo_entry
+
+        return zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])["model"]()
+    if source == "torchvision":
+        import torchvision
+
+        net = torchvision.models.get_model(spec["arch"], weights=None, **arch.get("kwargs", {}))
+        return add_pixel_normalization(net, IMAGENET_MEAN, IMAGENET_STD)
+    if source == "file":
+        net = entry_point(spec["entry_point"])()
+        if not isinstance(net, nn.Module):
+            raise NFBenchError(f"entry point {spec['entry_point']} returned {type(net).__name__}, not an nn.Module")
+        if "mean" in spec or "std" in spec:
+            net = add_pixel_normalization(net, spec.get("mean", [0.0]), spec.get("std", [1.0]))
+        if "layers" in spec:
+            net.observable_layers = list(spec["layers"])
+        return net
+    raise NFBenchError(f"unknown source {source!r}")
+
+
+def entry_point(path: str):
+    """`package.module:factory` -> the factory; import problems become one-line errors."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise NFBenchError(f"entry point {path!r}: expected 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time failure of user code
+        raise NFBenchError(f"entry point {path!r}: cannot import {module_name} ({type(exc).__name__}: {exc})") from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise NFBenchError(f"entry point {path!r}: module {module_name} has no callable {attr!r}")
+    return factory
+
+
+def _load_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
+    result = net.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        parts = []
+        if result.missing_keys:
+            parts.append(f"missing {', '.join(result.missing_keys[:3])}" + (" …" if len(result.missing_keys) > 3 else ""))
+        if result.unexpected_keys:
+            parts.append(f"unexpected {', '.join(result.unexpected_keys[:3])}"
+                         + (" …" if len(result.unexpected_keys) > 3 else ""))
+        raise NFBenchError(f"{what}: the checkpoint does not fit the architecture ({'; '.join(parts)})")
+    return net.eval()
+
+
+def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
+    """The fetched model, verified against its manifest, in eval mode, taking [0,1] pixels."""
+    manifest = read_manifest(model_id, root)
+    if manifest is None:
+        raise NFBenchError(f"model {model_id!r} has not been fetched ({model_dir(model_id, root)} is missing); "
+                           f"run `nfbench fetch {model_id}`")
+    checkpoint = model_dir(model_id, root) / manifest["checkpoint"]
+    verify_sha256(checkpoint, manifest["sha256"], f"model {model_id!r}")
+    from safetensors.torch import load_file
+
+    net = build_architecture(spec, manifest["architecture"])
+    return _load_into(net, load_file(str(checkpoint)), f"model {model_id!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching
+
+
+def fetch(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_DIR,
+          generative: bool = False, progress: bool = True) -> dict:
+    """Make `models/<id>/` for one model (train, download or import it) and return its manifest."""
+    from ..data import load_dataset
+
+    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    what = f"model {model_id!r}"
+    if generative:
+        if spec["source"] == "file":
+            net, source_info, arch = _fetch_file(spec, data, what, autoencoder=True)
+            manifest = {"source": "file", "role": "generative", "spec": dict(spec), "architecture": arch,
+                        "data_hash": data.content_hash, **source_info}
+            return _install(model_id, root, net.state_dict(), manifest)
+        return _fetch_vae(model_id, spec, data, root, progress)
+    if spec["source"] == "local":
+        net, stats, arch = _train_local(spec, data, progress)
+        source_info: dict = {"training": stats}
+    elif spec["source"] == "robustbench":
+        net, source_info, arch = _fetch_robustbench(spec, root, what)
+    elif spec["source"] == "torchvision":
+        net, source_info, arch = _fetch_torchvision(spec, what)
+    else:
+        net, source_info, arch = _fetch_file(spec, data, what)
+    accuracy = evaluate(net, data, params, local=spec["source"] == "local", spec=spec)
+    manifest = {"source": spec["source"], "role": spec["role"], "spec": dict(spec), "architecture": arch,
+                "data_hash": data.content_hash, "accuracy": accuracy, **source_info}
+    return _install(model_id, root, net.state_dict(), manifest)
+
+
+def evaluate(net: nn.Module, data, params: Mapping, *, local: bool, spec: Mapping) -> dict:
+    """Clean and PGD-L∞ robust accuracy (and rotated/translated accuracy) of a fetched model.
+
+    Local models are evaluated on the whole test split; downloaded ones on the suite's fixed
+    evaluation points (a full CIFAR-10/ImageNet attack is a GPU job, and RobustBench publishes
+    full-test-set numbers, recorded as `reference`).
+    """
+    from ..data import eval_indices
+    from .training import evaluate_classifier
+
+    attack = params["attack"]
+    eps = sorted({float(attack["eps"]), float(spec.get("eps") or attack["eps"])})
+    if not local:
+        ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
+        data = dataclasses.replace(data, test=data.test.subset(ids))
+    result = evaluate_classifier(net, data, eps=eps, attack_steps=attack["steps"], seed=params["data"]["seed"])
+    result["evaluated_on"] = "test split" if local else f"{params['data']['eval_points']} evaluation points"
+    return result
+
+
+def _train_local(spec: Mapping, data, progress: bool):
+    from .training import train_classifier
+
+    from ..config import recipe_of
+
+    recipe = recipe_of(spec)
+    net, stats = train_classifier(data, recipe, progress=progress)
+    channels, height, _ = data.image_shape
+    arch = {"name": recipe["arch"], "kwargs": {"in_channels": channels, "num_classes": data.num_classes,
+                                                "image_size": height, "width": recipe["width"]}}
+    return net, stats, arch
+
+
+def _fetch_vae(model_id: str, spec: Mapping, data, root: Path, progress: bool) -> dict:
+    from .training import train_vae
+
+    recipe = {k: v for k, v in spec.items() if k != "source"}
+    vae, stats = train_vae(data, recipe, progress=progress)
+    channels, height, _ = data.image_shape
+    arch = {"name": "convvae", "kwargs": {"in_channels": channels, "image_size": height,
+                                          "latent_dim": recipe["latent_dim"]}}
+    manifest = {"source": "local", "role": "generative", "spec": dict(spec), "architecture": arch,
+                "data_hash": data.content_hash, "training": stats}
+    return _install(model_id, root, vae.state_dict(), manifest)
+
+
+def robustbench_path(spec: Mapping, root: Path = MODELS_DIR) -> Path:
+    return Path(root) / "robustbench" / spec["dataset"] / spec["threat_model"] / f"{spec['name']}.pt"
+
+
+def _fetch_robustbench(spec: Mapping, root: Path, what: str):
+    from .robustbench_compat import import_robustbench, zoo_entry
+
+    entry = zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])
+    gdrive_id = entry.get("gdrive_id")
+    if not isinstance(gdrive_id, str):
+        raise NFBenchError(f"{what}: RobustBench has no single downloadable checkpoint for {spec['name']} "
+                           f"(ensemble or built from timm/torchvision weights); use source torchvision or file")
+    path = robustbench_path(spec, root)
+    if not path.is_file():
+        robustbench = import_robustbench()
+        download(f"https://drive.google.com/uc?id={gdrive_id}", path, f"{what} (RobustBench {spec['name']})",
+                 fetcher=lambda dest: robustbench.utils.download_gdrive_new(gdrive_id, dest))
+    if "sha256" in spec:
+        verify_sha256(path, spec["sha256"], what)
+    safe_torch_load(path, what)            # refuse pickled code before robustbench unpickles it
+    robustbench = import_robustbench()
+    net = robustbench.utils.load_model(spec["name"], model_dir=str(Path(root) / "robustbench"),
+                                       dataset=spec["dataset"], threat_model=spec["threat_model"])
+    info = {"source_checkpoint": {"path": str(path), "sha256": sha256_file(path), "gdrive_id": gdrive_id}}
+    return net.eval(), info, {"name": spec["name"]}
+
+
+def _fetch_torchvision(spec: Mapping, what: str):
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(spec["arch"])[spec["weights"]]
+    except (ValueError, KeyError) as exc:
+        raise NFBenchError(f"{what}: torchvision has no weights {spec['arch']}/{spec['weights']} ({exc})") from exc
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not hub.is_file():
+        download(weights.url, hub, f"{what} (torchvision {spec['arch']} {spec['weights']})")
+    if "sha256" in spec:
+        verify_sha256(hub, spec["sha256"], what)
+    state = load_state_file(hub, what)
+    net = build_architecture(spec, {"kwargs": {"num_classes": len(weights.meta["categories"])}})
+    _load_into(net, state, what)
+    info = {"source_checkpoint": {"path": str(hub), "sha256": sha256_file(hub), "url": weights.url}}
+    return net, info, {"name": spec["arch"], "kwargs": {"num_classes": len(weights.meta["categories"])}}
+
+
+def _fetch_file(spec: Mapping, data, what: str, autoencoder: bool = False):
+    entry_point(spec["entry_point"])                      # fail on a bad entry point before any download
+    path = Path(spec["checkpoint"])
+    if not path.is_file():
+        if "url" not in spec:
+            raise NFBenchError(f"{what}: checkpoint {path} does not exist (and no url is given to download it from)")
+        download(spec["url"], path, what)
+    verify_sha256(path, spec["sha256"], what)
+    state = load_state_file(path, what)
+    net = _load_into(build_architecture(spec, {}), state, what)
+    (check_autoencoder if autoencoder else check_output_shape)(net, data, what)
+    info = {"source_checkpoint": {"path": str(path), "sha256": spec["sha256"], **({"url": spec["url"]} if "url" in spec else {})}}
+    return net, info, {"name": spec["entry_point"]}
+
+
+def check_output_shape(net: nn.Module, data, what: str) -> None:
+    x = data.test.images(torch.arange(2))
+    with torch.no_grad():
+        out = net(x)
+    expected = (2, data.num_classes)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise NFBenchError(f"{what}: the model maps a batch of 2 {data.name} images to {shape}; "
+                           f"expected logits of shape {expected}")
+
+
+def check_autoencoder(net: nn.Module, data, what: str) -> None:
+    x = data.test.images(torch.arange(2))
+    try:
+        with torch.no_grad():
+            z = net.encode(x)
+            out = net.decode(z)
+    except AttributeError as exc:
+        raise NFBenchError(f"{what}: an autoencoder needs encode(x) and decode(z) methods ({exc})") from exc
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape or z.ndim != 2:
+        raise NFBenchError(f"{what}: encode/decode must map images {tuple(x.shape)} to latents [2, d] and back; "
+                           f"got latents {tuple(getattr(z, 'shape', ()))} and images {tuple(getattr(out, 'shape', ()))}")
+
+
+def manifest_summary(manifest: Mapping) -> dict:
+    """The small, committed metrics file of a fetched model (for `dvc metrics`)."""
+    keep = {k: manifest[k] for k in ("id", "source", "role", "sha256") if k in manifest}
+    return {**keep, **{k: v for k, v in (manifest.get("accuracy") or {}).items()},
+            **({"training": manifest["training"]} if "training" in manifest else {})}
+

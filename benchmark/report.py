@@ -1,0 +1,421 @@
+"""Tables and figures from the claims result and the per-model statistics (nothing recomputed from frames).
+
+`write_reports` writes, under the output directory:
+
+    claims.md        GitHub table of every claim row: value [CI], expectation, verdict
+    claims.tex       the same as a booktabs LaTeX table
+    layers.md        per model and layer: mean relative sensitivity per family, effective rank
+    figures/         PNG + SVG: per family, relative sensitivity vs relative depth (bootstrap
+                     bands over points, one line per model, coloured by role); effective rank vs
+                     depth; the ε-ladder dose-response when the suite has a ladder
+
+Every file is a pure function of the inputs: figures carry no dates, a fixed SVG hash salt and
+fixed bootstrap seeds, so a rerun writes identical bytes.  `summary` is the small JSON of
+per-model per-layer family means that `dvc metrics` shows.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from .metrics import FrameStatistics
+from .storage import write_bytes, write_text
+
+__all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "summary",
+           "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models"]
+
+ROLE_COLOURS = {"standard": "#1f77b4", "augmentation": "#2ca02c", "adversarial": "#d62728",
+                "noise": "#9467bd", "other": "#7f7f7f"}
+_LINESTYLES = ("-", "--", ":", "-.")
+_FAMILY_MARKERS = {"augmentation": "s", "noise": "o", "generative": "^"}
+_BAND_SAMPLES = 1000
+_LADDER_MIN_LEVELS = 3
+_RC = {"svg.hashsalt": "nfbench", "svg.fonttype": "path", "path.simplify": False}
+_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def write_reports(claims: Mapping, stats: Mapping[str, FrameStatistics], out_dir: str | Path,
+                  *, tasks_dir: str | Path = "tasks") -> list[Path]:
+    """Write every table and figure under `out_dir`; return the paths written, in order."""
+    out_dir = Path(out_dir)
+    stats = {m: stats[m] for m in sorted(stats)}
+    link = Path(os.path.relpath(Path(tasks_dir).resolve(), out_dir.resolve())).as_posix()
+    written = []
+    for name, text in (("claims.md", claims_markdown(claims, link)), ("claims.tex", claims_latex(claims)),
+                       ("layers.md", layers_markdown(stats))):
+        write_text(out_dir / name, text)
+        written.append(out_dir / name)
+    figures = {f"sensitivity_{f}": sensitivity_figure(stats, f) for f in _families(stats)}
+    if stats:
+        figures["rank"] = rank_figure(stats)
+    ladder = ladder_figure(stats)
+    if ladder is not None:
+        figures["eps_ladder"] = ladder
+    for name, fig in figures.items():
+        written += _save(fig, out_dir / "figures" / name)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.3g}"
+
+
+def _value_ci(row: Mapping) -> str:
+    if row.get("value") is None:
+        return "—"
+    ci = f" [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if row.get("ci_low") is not None else " [—]"
+    return _fmt(row["value"]) + ci
+
+
+def _verdict(row: Mapping) -> str:
+    v = row["verdict"]
+    if v == "finding":
+        rng = f" (CI: {row['category_range'].replace('..', '–')})" if row.get("category_range") else ""
+        return f"finding: {row['category']}{rng}"
+    if row.get("reason"):
+        return f"{v}: {row['reason']}"
+    return v
+
+
+def _confidence_header(rows) -> str:
+    levels = {r.get("confidence") for r in rows} - {None}
+    return f"value [{levels.pop():.0%} CI]" if len(levels) == 1 else "value [CI]"
+
+
+_HEADERS = ("claim", "subject", "statistic", "value [CI]", "expected", "verdict", "suite")
+
+
+def _table_rows(claims: Mapping, claim_cell) -> list[list[str]]:
+    tasks = claims.get("tasks") or {}
+    return [[claim_cell(r["task"], (tasks.get(r["task"]) or {}).get("file", f"{r['task']}.yaml")),
+             r["subject"], r["statistic"], _value_ci(r), r["expected"], _verdict(r), claims.get("suite", "")]
+            for r in claims["rows"]]
+
+
+def claims_markdown(claims: Mapping, tasks_link: str = "tasks") -> str:
+    """claims.md: one table row per claim row, then each task's claim and operationalization."""
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    rows = [[cell(c) for c in row] for row in
+            _table_rows(claims, lambda task, file: f"[{task}]({tasks_link}/{file})")]
+    headers = list(_HEADERS)
+    headers[3] = _confidence_header(claims["rows"])
+    lines = [f"# Claims — suite `{claims.get('suite', '')}`, bootstrap seed {claims.get('seed', 0)}", "",
+             f"The operationalizations are nfbench's own, not the paper's (its body is not available to us); "
+             f"each claim is declared, with its statistic, threshold and margin, in [tasks/]({tasks_link}/). "
+             f"Intervals are paired, hierarchical bootstrap intervals (points, then models within a role). "
+             f"Verdicts: supported / not supported when the interval lies wholly on one side of "
+             f"threshold ± margin, inconclusive when it straddles it; findings are reported, not tested.", "",
+             tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    tasks = claims.get("tasks") or {}
+    if tasks:
+        lines += ["## The claims in words", ""]
+        for task_id, t in tasks.items():
+            lines += [f"- **{task_id}** ([{t.get('file', '')}]({tasks_link}/{t.get('file', '')})): "
+                      f"{t.get('claim', '')} *Operationalization:* {t.get('operationalization', '')}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": "$<$", ">": "$>$", "|": r"\textbar{}"}
+_LATEX_UNICODE = {"ε": r"$\varepsilon$", "≥": r"$\geq$", "≤": r"$\leq$", "−": "$-$", "×": r"$\times$",
+                  "—": "---", "–": "--", "…": r"\ldots{}", "·": r"$\cdot$", "ρ": r"$\rho$", "±": r"$\pm$"}
+
+
+def _latex(text: str) -> str:
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    return "".join(_LATEX_UNICODE.get(ch, ch) for ch in out)
+
+
+def claims_latex(claims: Mapping) -> str:
+    """claims.tex: a booktabs table of the claim rows (needs \\usepackage{booktabs})."""
+    rows = _table_rows(claims, lambda task, file: task)
+    headers = list(_HEADERS)
+    headers[3] = _confidence_header(claims["rows"])
+    body = [" & ".join(_latex(c) for c in row) + r" \\" for row in rows]
+    return "\n".join([
+        "% Generated by `nfbench report`; the operationalizations are nfbench's own (see tasks/).",
+        r"\begin{table}[t]", r"\centering", r"\small",
+        r"\begin{tabular}{" + "l" * len(headers) + "}", r"\toprule",
+        " & ".join(rf"\textbf{{{_latex(h)}}}" for h in headers) + r" \\", r"\midrule",
+        *body, r"\bottomrule", r"\end{tabular}",
+        rf"\caption{{Claims of Kvinge et al.\ (arXiv 2211.10558) as operationalized by nfbench on suite "
+        rf"\texttt{{{_latex(claims.get('suite', ''))}}}: point estimates with bootstrap intervals and verdicts.}}",
+        r"\label{tab:nfbench-claims}", r"\end{table}", ""])
+
+
+def _families(stats: Mapping[str, FrameStatistics]) -> list[str]:
+    names: dict[str, None] = {}
+    for st in stats.values():
+        for f in st.family_names:
+            names[f] = None
+    order = {"augmentation": 0, "noise": 1, "generative": 2}
+    return sorted(names, key=lambda f: (order.get(f, len(order)), f))
+
+
+def _np(t) -> np.ndarray:
+    return np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, dtype=np.float64)
+
+
+def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    ok = ~np.isnan(a)
+    n = ok.sum(axis)
+    return np.where(n > 0, np.where(ok, a, 0.0).sum(axis) / np.maximum(n, 1), np.nan)
+
+
+def summary(stats: Mapping[str, FrameStatistics]) -> dict:
+    """Per model, per layer: depth, mean relative sensitivity of each family, mean effective rank."""
+    out: dict = {}
+    for m in sorted(stats):
+        st = stats[m]
+        fam = {f: _nanmean(_np(st.family(f)), 1) for f in st.family_names}
+        rank = _nanmean(_np(st.rank), 1)
+        out[m] = {layer: {"depth": float(st.depth[i]),
+                          **{f"sensitivity_{f}": _json_float(fam[f][i]) for f in st.family_names},
+                          "effective_rank": _json_float(rank[i])}
+                  for i, layer in enumerate(st.layers)}
+    return out
+
+
+def _json_float(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def layers_markdown(stats: Mapping[str, FrameStatistics]) -> str:
+    """layers.md: one table per model, one row per observed layer."""
+    lines = ["# Per-layer statistics", "",
+             "Mean over the evaluation points of the relative sensitivity (elasticity, 1 at the input) "
+             "of each perturbation family, and of the frame's effective rank (normalized), at every "
+             "observed layer.", ""]
+    for m in sorted(stats):
+        st = stats[m]
+        meta = st.meta
+        acc = (meta.get("accuracy") or {}).get("clean_acc")
+        lines += [f"## {m} — {meta.get('display_name', m)}", "",
+                  f"role {meta.get('role', '?')}, ε = {float(meta.get('eps') or 0):g}"
+                  + (f", clean accuracy {acc:.2%}" if isinstance(acc, (int, float)) else ""), ""]
+        fam = {f: _nanmean(_np(st.family(f)), 1) for f in st.family_names}
+        rank = _nanmean(_np(st.rank), 1)
+        rows = [[layer, f"{float(st.depth[i]):.2f}", *(_fmt(float(fam[f][i])) for f in st.family_names),
+                 _fmt(float(rank[i]))] for i, layer in enumerate(st.layers)]
+        lines += [tabulate(rows, headers=["layer", "depth", *st.family_names, "effective rank"],
+                           tablefmt="github", disable_numparse=True), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def _point_bands(x: np.ndarray, key: str, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x [S, B] -> (mean, low, high) [S]: nan-aware mean over points with a bootstrap interval."""
+    b = x.shape[1]
+    rng = np.random.default_rng([0, zlib.crc32(key.encode())])
+    counts = np.vstack([np.ones(b), rng.multinomial(b, np.full(b, 1 / b), size=_BAND_SAMPLES)])
+    ok = ~np.isnan(x)
+    den = counts @ ok.T.astype(np.float64)
+    means = np.where(den > 0, (counts @ np.where(ok, x, 0.0).T) / np.where(den > 0, den, 1.0), np.nan)
+    alpha = 1 - confidence
+    with np.errstate(all="ignore"):
+        lo, hi = np.nanquantile(means[1:], [alpha / 2, 1 - alpha / 2], axis=0) \
+            if np.isfinite(means[1:]).any() else (means[0], means[0])
+    return means[0], lo, hi
+
+
+def _styles(stats: Mapping[str, FrameStatistics]) -> dict[str, tuple[str, str]]:
+    seen: dict[str, int] = {}
+    out = {}
+    for m in sorted(stats):
+        role = str(stats[m].meta.get("role", "other"))
+        out[m] = (ROLE_COLOURS.get(role, ROLE_COLOURS["other"]), _LINESTYLES[seen.get(role, 0) % len(_LINESTYLES)])
+        seen[role] = seen.get(role, 0) + 1
+    return out
+
+
+def _label(st: FrameStatistics, model_id: str) -> str:
+    meta = st.meta
+    eps = float(meta.get("eps") or 0)
+    return f"{meta.get('display_name', model_id)} ({meta.get('role', '?')}" + (f", ε={eps:g})" if eps else ")")
+
+
+def _figure(width: float = 8.0, height: float = 4.2, **adjust):
+    """A figure outside pyplot (no global state), with fixed margins (faster than a layout engine)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    fig.subplots_adjust(**{"left": 0.09, "right": 0.66, "bottom": 0.12, "top": 0.92, **adjust})
+    return fig
+
+
+def _legend(ax) -> None:
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
+def sensitivity_figure(stats: Mapping[str, FrameStatistics], family: str):
+    """Relative sensitivity of one family vs relative depth, one line per model (bands: bootstrap over points)."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        styles = _styles(stats)
+        plotted = 0
+        for m, st in stats.items():
+            if family not in st.family_names:
+                continue
+            plotted += 1
+            mean, lo, hi = _point_bands(_np(st.family(family)), f"{m}|{family}")
+            depth = _np(st.depth)
+            colour, ls = styles[m]
+            ok = np.isfinite(mean) & (mean > 0)
+            ax.plot(depth[ok], mean[ok], color=colour, linestyle=ls, marker="o", markersize=3,
+                    linewidth=1.4, label=_label(st, m))
+            band = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+            ax.fill_between(depth[band], lo[band], hi[band], color=colour, alpha=0.15, linewidth=0)
+        ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+        _log_y(ax)
+        ax.set_xlabel("relative depth (input 0, last observed layer 1)")
+        ax.set_ylabel("relative sensitivity (elasticity)")
+        ax.set_title(f"{family} directions: mean over points, 95% bootstrap band")
+        if plotted:
+            _legend(ax)
+    return fig
+
+
+def rank_figure(stats: Mapping[str, FrameStatistics]):
+    """Effective rank of the whole frame vs relative depth, one line per model."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        styles = _styles(stats)
+        for m, st in stats.items():
+            mean, lo, hi = _point_bands(_np(st.rank), f"{m}|rank")
+            depth = _np(st.depth)
+            colour, ls = styles[m]
+            ok = np.isfinite(mean)
+            ax.plot(depth[ok], mean[ok], color=colour, linestyle=ls, marker="o", markersize=3,
+                    linewidth=1.4, label=_label(st, m))
+            band = ok & np.isfinite(lo) & np.isfinite(hi)
+            ax.fill_between(depth[band], lo[band], hi[band], color=colour, alpha=0.15, linewidth=0)
+        ax.set_xlabel("relative depth (input 0, last observed layer 1)")
+        ax.set_ylabel("effective rank of the frame (normalized)")
+        ax.set_title("frame collapse: mean over points, 95% bootstrap band")
+        if ax.lines:
+            _legend(ax)
+    return fig
+
+
+def ladder_models(stats: Mapping[str, FrameStatistics]) -> list[str]:
+    """The standard and adversarial models when they span ≥ 3 distinct ε, else []."""
+    ids = [m for m in sorted(stats) if stats[m].meta.get("role") in ("standard", "adversarial")]
+    levels = {float(stats[m].meta.get("eps") or 0) for m in ids}
+    return ids if len(levels) >= _LADDER_MIN_LEVELS else []
+
+
+def ladder_figure(stats: Mapping[str, FrameStatistics]):
+    """ε vs sensitivity at the logits (per family) and vs clean accuracy; None without a ladder."""
+    import matplotlib
+
+    ids = [m for m in ladder_models(stats) if "logits" in stats[m].layers]
+    if len({float(stats[m].meta.get("eps") or 0) for m in ids}) < _LADDER_MIN_LEVELS:
+        return None
+    families = [f for f in _families({m: stats[m] for m in ids})]
+    with matplotlib.rc_context(_RC):
+        fig = _figure(10.0, 4.0, left=0.08, right=0.98, wspace=0.28)
+        ax_s, ax_a = fig.subplots(1, 2)
+        for k, family in enumerate(families):
+            colour = f"C{k}"
+            xs, ys = [], []
+            for m in ids:
+                st = stats[m]
+                if family not in st.family_names:
+                    continue
+                i = st.layers.index("logits")
+                mean, lo, hi = _point_bands(_np(st.family(family))[i:i + 1], f"{m}|{family}|logits")
+                eps = float(st.meta.get("eps") or 0)
+                if not (np.isfinite(mean[0]) and mean[0] > 0):
+                    continue
+                err = np.array([[max(mean[0] - lo[0], 0.0)], [max(hi[0] - mean[0], 0.0)]])
+                ax_s.errorbar([eps], mean, yerr=err, color=colour, marker=_FAMILY_MARKERS.get(family, "D"),
+                              markersize=4, linestyle="none", capsize=2)
+                xs.append(eps)
+                ys.append(mean[0])
+            if xs:
+                lx, ly = _level_means(xs, ys)
+                ax_s.plot(lx, ly, color=colour, linewidth=1.2, label=family,
+                          marker=_FAMILY_MARKERS.get(family, "D"), markersize=0)
+        _log_y(ax_s)
+        ax_s.set_xlabel("training ε (0: standard)")
+        ax_s.set_ylabel("relative sensitivity at the logits")
+        ax_s.set_title("sensitivity vs ε (models; line: mean per ε)")
+        if ax_s.lines:
+            ax_s.legend(fontsize=7, frameon=False, loc="lower left")
+        xs, ys = [], []
+        for m in ids:
+            acc = (stats[m].meta.get("accuracy") or {}).get("clean_acc")
+            if isinstance(acc, (int, float)):
+                xs.append(float(stats[m].meta.get("eps") or 0))
+                ys.append(float(acc))
+        if xs:
+            ax_a.plot(xs, ys, color="k", marker="o", linestyle="none", markersize=4)
+            lx, ly = _level_means(xs, ys)
+            ax_a.plot(lx, ly, color="k", linewidth=1.2)
+        ax_a.set_xlabel("training ε (0: standard)")
+        ax_a.set_ylabel("clean accuracy")
+        ax_a.set_title("clean accuracy vs ε")
+    return fig
+
+
+def _level_means(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    levels = sorted(set(xs))
+    return levels, [float(np.mean([y for x, y in zip(xs, ys) if x == e])) for e in levels]
+
+
+def _log_y(ax) -> None:
+    """Log y-axis when there is positive data to show (an empty axis stays linear)."""
+    ys = [y for line in ax.lines for y in np.atleast_1d(line.get_ydata()) if np.isfinite(y) and y > 0]
+    if ys:
+        from matplotlib import ticker
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.LogFormatter())                 # 0.5, 1, 2 rather than 10^x
+        ax.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def _save(fig, stem: Path) -> list[Path]:
+    """PNG and SVG of a figure, with fixed metadata so that identical inputs give identical bytes."""
+    import matplotlib
+
+    paths = []
+    with matplotlib.rc_context(_RC):
+        for fmt in ("png", "svg"):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, metadata=_METADATA[fmt])
+            path = stem.with_suffix(f".{fmt}")
+            write_bytes(path, buf.getvalue())
+            paths.append(path)
+    return paths

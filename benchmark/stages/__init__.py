@@ -1,0 +1,60 @@
+"""Pipeline stages: thin shells that read files, call the math, write files.
+
+One module per DVC stage and `nfbench` subcommand:  data → fetch → frames → metrics → claims →
+report.  Stages talk only through the files below (DVC tracks them); MLflow mirrors them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+POINTS = Path("data/points.safetensors")          # the suite's fixed evaluation points
+DATA_SUMMARY = Path("metrics/data.json")
+MODELS = Path("models")                           # models/<id>/ (checkpoint + manifest)
+MODEL_METRICS = Path("metrics/models")            # <id>.json: accuracies (committed)
+FRAMES = Path("frames")                           # <id>.safetensors: Grams per layer
+STATISTICS = Path("metrics/points")               # <id>.safetensors: per-point statistics
+SUMMARY = Path("metrics/summary.json")            # per-model per-layer means (committed)
+PLOTS = Path("metrics/plots")                     # CSV series for `dvc plots`
+TASKS = Path("tasks")
+REPORTS = Path("reports")
+CLAIMS = REPORTS / "claims.json"
+REFERENCE = REPORTS / "reference"
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        from ..errors import NFBenchError
+
+        raise NFBenchError(f"params.yaml: device: {setting!r} asked for, but CUDA is not available here; "
+                           f"use auto or cpu")
+    return torch.device(setting)
+
+
+@contextmanager
+def announce(stage: str) -> Iterator[dict]:
+    """Time a stage and print its one-line summary: `[stage] what it did in N s -> where`."""
+    info: dict = {"did": "done", "out": ""}
+    start = time.perf_counter()
+    yield info
+    out = f" -> {info['out']}" if info["out"] else ""
+    print(f"[{stage}] {info['did']} in {time.perf_counter() - start:.1f} s{out}", file=sys.stderr)
+
+
+def suite_params(params: Mapping, suite: str | None) -> dict:
+    """params.yaml, or another suite's preset with params.yaml's global settings."""
+    if suite is None or suite == params["suite"]:
+        return dict(params)
+    from ..config import SUITE_SECTIONS, load_suite, validate_params
+
+    preset = load_suite(suite)
+    return validate_params({**params, "suite": suite, **{k: preset[k] for k in SUITE_SECTIONS}},
+                           f"suites/{suite}.yaml")

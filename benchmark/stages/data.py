@@ -1,0 +1,36 @@
+"""`nfbench data`: the suite's fixed evaluation points and a summary of its dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..data import eval_indices, load_dataset
+from ..storage import tensors_to_bytes, write_bytes, write_json
+from . import DATA_SUMMARY, POINTS, announce
+
+
+def run(params: Mapping) -> None:
+    with announce("data") as info:
+        cfg = params["data"]
+        data = load_dataset(cfg["dataset"], cfg["root"])
+        ids = eval_indices(data.test.labels, cfg["eval_points"], cfg["seed"])
+        x, y = data.test.images(ids), data.test.labels[ids]
+        meta = {"dataset": data.name, "content_hash": data.content_hash, "seed": cfg["seed"],
+                "num_classes": data.num_classes}
+        write_bytes(POINTS, tensors_to_bytes({"x": x, "y": y, "ids": ids}, meta))
+        write_json(DATA_SUMMARY, {
+            **meta, "eval_points": len(ids), "image_shape": list(data.image_shape),
+            "train_size": len(data.train) if data.train is not None else 0, "test_size": len(data.test),
+            "eval_points_per_class": torch.bincount(y, minlength=data.num_classes).tolist()})
+        info["did"] = f"{len(ids)} evaluation points of {data.name} ({data.content_hash[:12]})"
+        info["out"] = str(POINTS)
+
+
+def load_points(path=POINTS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """(x, y, ids, meta) written by the data stage."""
+    from ..storage import tensors_from_file
+
+    tensors, meta = tensors_from_file(path, "points file (run `nfbench data`)")
+    return tensors["x"], tensors["y"], tensors["ids"], meta

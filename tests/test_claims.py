@@ -1,0 +1,467 @@
+"""Claims: task schema, statistics, bootstrap intervals and verdicts on synthetic frame statistics.
+
+Every suite here is built directly as FrameStatistics with known sensitivities per role, so
+each expected verdict follows from the construction, not from a stored answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+import yaml
+
+from benchmark import claims as C
+from benchmark.errors import NFBenchError
+from benchmark.metrics import FrameStatistics
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = ["input", "conv1", "conv2", "fc", "logits"]                  # depths 0, .25, .5, .75, 1
+LABELS = ["rotate", "translate_x", "scale", "noise/0", "noise/1", "noise/2", "vae/0", "vae/1"]
+FAMILIES = ["augmentation"] * 3 + ["noise"] * 3 + ["generative"] * 2
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def make_stats(model_id: str, role: str, *, seed: int, mult: dict | None = None, points: int = 48,
+               noise: float = 0.1, eps: float = 0.0, acc: float = 0.99, augs=("rotate", "scale"),
+               shared: np.ndarray | None = None, rank: list | None = None, labels=LABELS,
+               families=FAMILIES, layers=LAYERS) -> FrameStatistics:
+    """Sensitivity = base profile × multiplier × per-point lognormal noise (1 at the input).
+
+    mult: label or family -> a factor for every layer after the input, or a list of one
+    factor per layer.  shared: a per-point factor common to every model (a paired design).
+    """
+    rng = np.random.default_rng(seed)
+    n_layers, k = len(layers), len(labels)
+    base = np.linspace(1.0, 3.0, n_layers)[:, None, None] * np.ones((n_layers, points, k))
+    m = np.ones((n_layers, k))
+    for key, factor in (mult or {}).items():
+        cols = [j for j, (lab, fam) in enumerate(zip(labels, families)) if key in (lab, fam)]
+        assert cols, key
+        f = np.asarray(factor, dtype=np.float64)
+        for c in cols:
+            m[1:, c] = f if f.ndim == 0 else f[1:]
+    s = base * m[:, None, :] * np.exp(noise * rng.normal(size=(n_layers, points, k)))
+    if shared is not None:
+        s = s * shared[None, :, None]
+    s[0] = 1.0
+    r = np.asarray(rank if rank is not None else np.linspace(6.0, 3.0, n_layers), dtype=np.float64)
+    r = r[:, None] * np.ones((n_layers, points))
+    names = list(dict.fromkeys(families))
+    return FrameStatistics(
+        layers=list(layers), labels=list(labels), families=list(families), family_names=names,
+        point_ids=torch.arange(points), depth=torch.linspace(0, 1, n_layers, dtype=torch.float64),
+        sensitivity=torch.tensor(s), rank=torch.tensor(r), family_rank=torch.tensor(np.stack([r] * len(names))),
+        penultimate=layers.index("logits") - 1 if "logits" in layers else None,
+        meta={"id": model_id, "role": role, "eps": eps, "source": "local", "display_name": model_id,
+              "suite": "synthetic", "accuracy": {"clean_acc": acc, "robust_acc": 0.1, "rotated_acc": None,
+                                                 "translated_acc": None},
+              "augmentations": list(augs) if role == "augmentation" else []})
+
+
+def suite(aug_mult=None, *, noise=0.1, points=48, roles=("standard", "augmentation"), **kw) -> dict:
+    out = {}
+    if "standard" in roles:
+        out["std0"] = make_stats("std0", "standard", seed=0, noise=noise, points=points, **kw)
+        out["std1"] = make_stats("std1", "standard", seed=1, noise=noise, points=points, **kw)
+    if "augmentation" in roles:
+        mult = aug_mult if aug_mult is not None else {"rotate": 0.5, "scale": 0.6}
+        out["aug0"] = make_stats("aug0", "augmentation", seed=2, mult=mult, noise=noise, points=points, **kw)
+        out["aug1"] = make_stats("aug1", "augmentation", seed=3, mult=mult, noise=noise, points=points, **kw)
+    return out
+
+
+BASE_TASK = {
+    "id": "t",
+    "claim": "Augmentation training produces invariance.",
+    "operationalization": "nfbench's own: a test task.",
+    "compare": {"treatment": "augmentation", "control": "standard"},
+    "perturbation": {"labels": "trained"},
+    "layers": ["penultimate", "logits"],
+    "statistic": "sensitivity_ratio",
+    "expected": {"direction": "below", "threshold": 1.0, "margin": 0.05},
+    "aggregate": {"points": "mean", "models": "mean"},
+    "bootstrap": {"samples": 400, "confidence": 0.95},
+    "tolerance": {"relative": 0.15},
+}
+
+
+def write_task(directory: Path, body: dict | str, name: str | None = None) -> Path:
+    name = name or (body["id"] if isinstance(body, dict) else "t")
+    path = directory / f"{name}.yaml"
+    path.write_text(body if isinstance(body, str) else yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def run(tmp_path: Path, stats: dict, seed: int = 0, **changes) -> dict:
+    body = {**BASE_TASK, **changes}
+    d = tmp_path / f"tasks_{len(list(tmp_path.iterdir()))}"
+    d.mkdir()
+    write_task(d, body)
+    return C.evaluate(C.load_tasks(d), stats, seed=seed)
+
+
+# --------------------------------------------------------------------------------- verdicts
+
+
+def test_supported_when_augmentation_models_are_less_sensitive(tmp_path):
+    result = run(tmp_path, suite({"rotate": 0.5, "scale": 0.6}))
+    rows = result["rows"]
+    assert [r["subject"] for r in rows] == ["rotate @ penultimate", "rotate @ logits",
+                                            "scale @ penultimate", "scale @ logits"]
+    for r in rows:
+        factor = 0.5 if r["subject"].startswith("rotate") else 0.6
+        assert r["value"] == pytest.approx(factor, rel=0.1)
+        assert r["ci_low"] < r["value"] < r["ci_high"] < 0.95
+        assert r["verdict"] == "supported"
+        assert r["n_models"] == {"augmentation": 2, "standard": 2}
+        assert r["n_points"] == 48
+    json.dumps(result, allow_nan=False)
+
+
+def test_reversed_effect_flips_to_not_supported(tmp_path):
+    rows = run(tmp_path, suite({"rotate": 2.0, "scale": 1.8}))["rows"]
+    assert rows and all(r["verdict"] == "not supported" for r in rows)
+    assert all(r["ci_low"] > 1.0 for r in rows)
+
+
+def test_effect_smaller_than_margin_is_not_supported(tmp_path):
+    rows = run(tmp_path, suite({"rotate": 0.99, "scale": 0.99}, noise=0.01))["rows"]
+    assert all(0.95 <= r["ci_low"] and r["ci_high"] < 1.0 for r in rows)
+    assert all(r["verdict"] == "not supported" for r in rows)
+
+
+def test_overlapping_interval_is_inconclusive(tmp_path):
+    rows = run(tmp_path, suite({"rotate": 0.95, "scale": 0.95}, noise=1.2, points=16))["rows"]
+    for r in rows:
+        assert r["ci_low"] < 0.95 < r["ci_high"]
+        assert r["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("direction,low,high,expected", [
+    ("below", 0.5, 0.9, "supported"), ("below", 0.96, 1.2, "not supported"), ("below", 0.9, 1.0, "inconclusive"),
+    ("above", 1.1, 1.3, "supported"), ("above", 0.8, 1.04, "not supported"), ("above", 1.0, 1.1, "inconclusive"),
+    ("at_least", 0.95, 1.2, "supported"), ("at_least", 0.5, 0.9, "not supported"), ("at_least", 0.9, 1.0, "inconclusive"),
+    ("at_most", 0.5, 1.05, "supported"), ("at_most", 1.1, 1.3, "not supported"), ("at_most", 1.0, 1.1, "inconclusive"),
+])
+def test_verdict_rule(direction, low, high, expected):
+    exp = {"direction": direction, "threshold": 1.0, "margin": 0.05}
+    assert C.verdict(exp, (low + high) / 2, low, high)[0] == expected
+    assert C.verdict(exp, (low + high) / 2, None, None)[0] == "inconclusive"
+
+
+# --------------------------------------------------------------------------------- bootstrap
+
+
+def test_pairing_resamples_the_same_points_for_every_model(tmp_path):
+    # Points differ by orders of magnitude, identically for every model; the augmentation
+    # models are exactly 0.7× at every point.  Paired resampling gives a tight interval;
+    # resampling points independently per model would give a wide one.
+    shared = np.exp(np.random.default_rng(9).normal(0, 2.0, size=48))
+    stats = suite({"rotate": 0.7, "scale": 0.7}, noise=0.0, shared=shared)
+    for r in run(tmp_path, stats)["rows"]:
+        assert r["value"] == pytest.approx(0.7)
+        assert r["ci_high"] - r["ci_low"] < 1e-9
+
+
+def test_models_are_resampled_within_a_role(tmp_path):
+    # Two standard seeds that differ by 1.5× and no point noise: only resampling the seeds
+    # gives the interval its width, spanning the ratios against either seed alone.
+    stats = suite({"rotate": 0.5, "scale": 0.5}, noise=0.0)
+    stats["std1"] = make_stats("std1", "standard", seed=1, noise=0.0, mult={"augmentation": 1.5})
+    r = run(tmp_path, stats, layers="logits")["rows"][0]
+    assert r["value"] == pytest.approx(0.5 / 1.25)
+    assert r["ci_low"] == pytest.approx(0.5 / 1.5) and r["ci_high"] == pytest.approx(0.5 / 1.0)
+
+
+def test_nan_points_are_left_out(tmp_path):
+    stats = suite({"rotate": 0.5, "scale": 0.5}, noise=0.0)
+    for st in stats.values():
+        st.sensitivity[1:, :5, :] = float("nan")
+    rows = run(tmp_path, stats)["rows"]
+    assert all(r["value"] == pytest.approx(0.5) and r["verdict"] == "supported" for r in rows)
+
+
+def test_same_seed_same_result_and_seed_matters(tmp_path):
+    stats = suite(noise=0.5)
+    tasks = C.load_tasks(REPO / "tasks")
+    a, b = C.evaluate(tasks, stats, seed=3), C.evaluate(tasks, stats, seed=3)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    c = C.evaluate(tasks, stats, seed=4)
+    assert [r["value"] for r in a["rows"]] == [r["value"] for r in c["rows"]]
+    assert [r["ci_low"] for r in a["rows"]] != [r["ci_low"] for r in c["rows"]]
+
+
+def test_order_of_models_does_not_matter(tmp_path):
+    stats = suite(noise=0.5)
+    tasks = C.load_tasks(REPO / "tasks")
+    reordered = {m: stats[m] for m in reversed(list(stats))}
+    assert C.evaluate(tasks, stats) == C.evaluate(tasks, reordered)
+
+
+# --------------------------------------------------------------------------------- not run
+
+
+def test_absent_role_gives_not_run_rows(tmp_path):
+    rows = run(tmp_path, suite(roles=("standard",)))["rows"]
+    assert len(rows) == 1
+    assert rows[0]["verdict"] == "not run" and "augmentation" in rows[0]["reason"]
+    assert rows[0]["value"] is None
+
+
+def test_absent_label_gives_not_run_row(tmp_path):
+    rows = run(tmp_path, suite(), perturbation={"labels": ["rotate", "shear"]})["rows"]
+    by = {r["subject"]: r for r in rows}
+    assert by["rotate @ logits"]["verdict"] == "supported"
+    assert by["shear"]["verdict"] == "not run" and "shear" in by["shear"]["reason"]
+
+
+def test_only_models_trained_with_a_label_are_its_treatment(tmp_path):
+    stats = suite({"rotate": 0.5})
+    stats["aug0"].meta["augmentations"] = ["rotate"]
+    stats["aug1"].meta["augmentations"] = ["scale"]
+    stats["aug1"].sensitivity[1:, :, LABELS.index("scale")] *= 0.4
+    rows = {r["subject"]: r for r in run(tmp_path, stats, layers="logits")["rows"]}
+    assert rows["rotate @ logits"]["n_models"] == {"augmentation": 1, "standard": 2}
+    assert rows["rotate @ logits"]["value"] == pytest.approx(0.5, rel=0.1)
+    assert rows["scale @ logits"]["n_models"] == {"augmentation": 1, "standard": 2}
+    assert rows["scale @ logits"]["value"] == pytest.approx(0.4, rel=0.1)
+
+
+def test_shipped_tasks_run_on_a_partial_suite(tmp_path):
+    result = C.evaluate(C.load_tasks(REPO / "tasks"), suite(), seed=0)
+    json.dumps(result, allow_nan=False)
+    verdicts = {(r["task"], r["verdict"]) for r in result["rows"]}
+    assert ("augmentation-invariance", "supported") in verdicts
+    assert ("adversarial-noise-suppression", "not run") in verdicts        # no adversarial models
+    assert ("robustness-generalization-tradeoff", "not run") in verdicts
+    assert {t.id for t in C.load_tasks(REPO / "tasks")} == set(result["tasks"])
+    keys = [(r["task"], r["statistic"], r["subject"]) for r in result["rows"]]
+    assert len(keys) == len(set(keys))
+
+
+def test_empty_suite_is_all_not_run():
+    result = C.evaluate(C.load_tasks(REPO / "tasks"), {}, seed=0)
+    assert result["rows"] and all(r["verdict"] == "not run" for r in result["rows"])
+
+
+def test_different_points_are_an_error(tmp_path):
+    stats = suite()
+    stats["aug0"].point_ids = stats["aug0"].point_ids + 1
+    with pytest.raises(NFBenchError, match="different evaluation points"):
+        run(tmp_path, stats)
+
+
+# --------------------------------------------------------------------------------- other statistics
+
+
+def depth_profile_suite(aug_profile: list[float]) -> dict:
+    return suite({"rotate": aug_profile}, noise=0.02, augs=("rotate",))
+
+
+def test_half_gap_depth_early_and_late(tmp_path):
+    finding = {"finding": {"early": [0.0, 0.3333], "distributed": [0.3333, 0.6667], "late": [0.6667, 1.0]}}
+    changes = dict(statistic="half_gap_depth", layers="all", expected=finding)
+    # the whole gap appears at the first layer (depth 0.25): half of it is reached at ≈ 0.125
+    early = run(tmp_path, depth_profile_suite([1, 0.4, 0.4, 0.4, 0.4]), **changes)["rows"][0]
+    assert early["value"] == pytest.approx(0.125, abs=0.03)
+    assert (early["verdict"], early["category"]) == ("finding", "early")
+    # no gap until the logits: half of it is reached between fc (0.75) and logits (1.0)
+    late = run(tmp_path, depth_profile_suite([1, 1, 1, 1, 0.4]), **changes)["rows"][0]
+    assert late["value"] == pytest.approx(0.875, abs=0.03)
+    assert (late["verdict"], late["category"]) == ("finding", "late")
+    # the gap grows linearly in log space: half at depth 0.5
+    mid = run(tmp_path, depth_profile_suite(list(np.exp(np.log(0.4) * np.linspace(0, 1, 5)))), **changes)["rows"][0]
+    assert mid["value"] == pytest.approx(0.5, abs=0.03) and mid["category"] == "distributed"
+    assert mid["ci_low"] <= mid["value"] <= mid["ci_high"]
+    # no gap at the logits: undefined, reported as not run
+    none = run(tmp_path, depth_profile_suite([1, 0.5, 0.8, 1.2, 1.3]), **changes)["rows"][0]
+    assert none["verdict"] == "not run" and "no gap at the logits" in none["reason"]
+
+
+def test_half_gap_crossing_interpolates():
+    gap = np.array([[0.0, 0.2, 0.6, 1.0]])
+    assert C._half_crossing(gap, np.array([0, 1 / 3, 2 / 3, 1]))[0] == pytest.approx(1 / 3 + 0.75 / 3)
+
+
+def ladder_suite(direction: float = -1.0, eps=(0.0, 0.0, 0.1, 0.2, 0.2, 0.3)) -> dict:
+    out = {}
+    for i, e in enumerate(eps):
+        role = "standard" if e == 0 else "adversarial"
+        factor = float(np.exp(direction * 3 * e))
+        out[f"m{i}"] = make_stats(f"m{i}", role, seed=10 + i, eps=e, noise=0.3, acc=0.99 - 0.05 * e,
+                                  mult={"generative": factor, "noise": factor ** 2})
+    return out
+
+
+def test_spearman_on_a_constructed_ladder(tmp_path):
+    stats = ladder_suite(-1.0)
+    changes = dict(statistic="ladder_spearman", compare={"ladder": ["standard", "adversarial"]},
+                   perturbation={"family": "generative"}, layers="logits",
+                   expected={"direction": "below", "threshold": 0.0, "margin": 0.5})
+    row = run(tmp_path, stats, **changes)["rows"][0]
+    ids = sorted(stats)
+    x = [stats[m].meta["eps"] for m in ids]
+    y = [float(np.nanmean(stats[m].family("generative")[-1].numpy())) for m in ids]
+    assert row["value"] == pytest.approx(scipy.stats.spearmanr(x, y).statistic)
+    assert row["value"] < -0.8 and row["verdict"] == "supported"
+    assert row["subject"] == "ε ~ generative @ logits"
+    assert row["n_models"] == {"adversarial": 4, "standard": 2}
+    up = run(tmp_path, ladder_suite(+1.0), **changes)["rows"][0]
+    assert up["value"] > 0.8 and up["verdict"] == "not supported"
+    acc = run(tmp_path, stats, **{**changes, "perturbation": None, "layers": None, "accuracy": "clean_acc"})
+    assert acc["rows"][0]["value"] == pytest.approx(scipy.stats.spearmanr(x, [0.99 - 0.05 * e for e in x]).statistic)
+
+
+def test_spearman_ranks_match_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, y = rng.integers(0, 4, size=7).astype(float), rng.integers(0, 5, size=7).astype(float)
+        expected = scipy.stats.spearmanr(x, y).statistic
+        got = C._spearman(x, y)
+        assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(expected)
+
+
+def test_no_ladder_gives_not_run(tmp_path):
+    stats = ladder_suite(-1.0, eps=(0.0, 0.0, 0.2, 0.2))
+    row = run(tmp_path, stats, statistic="ladder_spearman", compare={"ladder": ["standard", "adversarial"]},
+              perturbation={"family": "generative"}, layers="logits",
+              expected={"direction": "below", "threshold": 0.0, "margin": 0.5})["rows"][0]
+    assert row["verdict"] == "not run" and "ladder" in row["reason"]
+
+
+def test_suppression_ratio_separates_selective_from_non_selective(tmp_path):
+    changes = dict(statistic="suppression_ratio", compare={"treatment": "adversarial", "control": "standard"},
+                   perturbation={"family": "generative", "reference": "noise"}, layers="logits",
+                   expected={"direction": "at_least", "threshold": 1.0, "margin": 0.1})
+    base = suite(roles=("standard",))
+    alike = {**base, "adv": make_stats("adv", "adversarial", seed=5, mult={"noise": 0.5, "generative": 0.5})}
+    row = run(tmp_path, alike, **changes)["rows"][0]
+    assert row["value"] == pytest.approx(1.0, abs=0.05) and row["verdict"] == "supported"
+    spared = {**base, "adv": make_stats("adv", "adversarial", seed=5, mult={"noise": 0.5})}
+    row = run(tmp_path, spared, **changes)["rows"][0]
+    assert row["value"] == pytest.approx(0.5, rel=0.1) and row["verdict"] == "not supported"
+
+
+def test_accuracy_difference(tmp_path):
+    stats = suite(roles=("standard",))
+    stats["adv"] = make_stats("adv", "adversarial", seed=5, acc=0.95)
+    row = run(tmp_path, stats, statistic="accuracy_difference", accuracy="clean_acc", perturbation=None, layers=None,
+              compare={"treatment": "adversarial", "control": "standard"},
+              expected={"direction": "below", "threshold": 0.0, "margin": 0.002})["rows"][0]
+    assert row["value"] == pytest.approx(0.95 - 0.99)
+    assert row["verdict"] == "supported" and row["subject"] == "clean_acc"
+
+
+def test_rank_retention_findings(tmp_path):
+    stats = suite(rank=[8, 7, 5, 2, 1])
+    stats["aug0"] = make_stats("aug0", "augmentation", seed=2, rank=[8, 8, 8, 7.6, 4])
+    stats["aug1"] = make_stats("aug1", "augmentation", seed=3, rank=[8, 8, 8, 7.6, 4])
+    bins = {"finding": {"collapsed": [0.0, 0.5], "reduced": [0.5, 0.9], "preserved": [0.9, 1.1]}}
+    rows = run(tmp_path, stats, statistic="rank_retention", perturbation=None, layers="penultimate",
+               compare={"roles": ["standard", "augmentation", "noise"]}, expected=bins)["rows"]
+    by = {r["subject"]: r for r in rows}
+    assert by["standard: frame @ penultimate"]["value"] == pytest.approx(0.25)
+    assert by["standard: frame @ penultimate"]["category"] == "collapsed"
+    assert by["augmentation: frame @ penultimate"]["category"] == "preserved"
+    assert by["noise: frame"]["verdict"] == "not run"
+    ratio = run(tmp_path, stats, statistic="rank_retention_ratio", perturbation=None, layers="penultimate",
+                expected={"finding": {"lower": [0, 0.9], "similar": [0.9, 1.1], "higher": [1.1, 1e9]}})["rows"][0]
+    assert ratio["value"] == pytest.approx(0.95 / 0.25) and ratio["category"] == "higher"
+
+
+def test_overall_row_and_depth_selection(tmp_path):
+    stats = suite({"rotate": [1, 0.5, 0.5, 0.5, 0.8]}, noise=0.01, augs=("rotate",))
+    rows = run(tmp_path, stats, layers={"after_depth": 0.0}, aggregate={"points": "mean", "models": "mean",
+                                                                         "overall": "geomean"})["rows"]
+    assert [r["subject"] for r in rows] == ["rotate @ conv1", "rotate @ conv2", "rotate @ fc", "rotate @ logits",
+                                            "rotate @ all selected layers (geometric mean)"]
+    assert rows[-1]["value"] == pytest.approx((0.5 ** 3 * 0.8) ** 0.25, rel=0.02)
+
+
+def test_models_with_different_layers_share_depth_slots(tmp_path):
+    stats = suite({"rotate": 0.5}, augs=("rotate",))
+    deep = ["input", "a", "b", "c", "d", "e", "f", "g", "logits"]
+    stats["aug0"] = make_stats("aug0", "augmentation", seed=2, mult={"rotate": 0.5}, layers=deep, augs=("rotate",))
+    rows = run(tmp_path, stats, layers="all")["rows"]
+    assert [r["subject"].split(" @ ")[1] for r in rows] == ["depth 0.00", "depth 0.25", "depth 0.50",
+                                                            "depth 0.75", "depth 1.00"]
+    assert rows[0]["value"] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize("changes,where,what", [
+    ({"compare": {"treatment": "augmentaton", "control": "standard"}}, "compare.treatment", "augmentation"),
+    ({"compare": {"treatment": "augmentation", "control": "robust"}}, "compare.control", "role"),
+    ({"perturbation": {"family": "nosie"}}, "perturbation.family", "noise"),
+    ({"perturbation": {"labels": ["rotat"]}}, "perturbation.labels", "rotate"),
+    ({"layers": ["logits", "penultimat"]}, "layers[1]", "penultimate"),
+    ({"layers": {"after_depth": 2}}, "layers.after_depth", "[0, 1]"),
+    ({"statistic": "sensitivity_ration"}, "statistic", "sensitivity_ratio"),
+    ({"expected": {"direction": "lower", "threshold": 1, "margin": 0}}, "expected.direction", "below"),
+    ({"expected": {"finding": {"a": [1, 0]}}}, "expected.finding.a", "low < high"),
+    ({"bootstrap": {"samples": 10}}, "bootstrap.samples", "≥ 100"),
+    ({"tolerance": {"relativ": 0.1}}, "tolerance.relativ", "relative"),
+    ({"colour": "red"}, "colour", "key"),
+    ({"accuracy": "clean_acc"}, "accuracy", "not used"),
+    ({"perturbation": None}, "perturbation", "required"),
+])
+def test_schema_errors_name_file_and_key(tmp_path, changes, where, what):
+    body = {k: v for k, v in {**BASE_TASK, **changes}.items() if v is not None}
+    path = write_task(tmp_path, body)
+    with pytest.raises(NFBenchError) as err:
+        C.load_tasks(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: {where}:"), message
+    assert what in message
+    assert "\n" not in message
+
+
+def test_schema_error_inside_measures_names_the_measure(tmp_path):
+    body = {k: v for k, v in BASE_TASK.items() if k not in ("statistic", "expected", "tolerance")}
+    body["measures"] = [{"statistic": "sensitivity_ratio", "expected": BASE_TASK["expected"],
+                         "tolerance": {"relative": 0.1}},
+                        {"statistic": "ladder_spearman", "compare": {"ladder": ["standard", "adversrial"]},
+                         "expected": BASE_TASK["expected"], "tolerance": {"absolute": 0.1}}]
+    path = write_task(tmp_path, body)
+    with pytest.raises(NFBenchError, match=rf"^{path}: measures\[1\]\.compare\.ladder: unknown role 'adversrial'"):
+        C.load_tasks(tmp_path)
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    path = write_task(tmp_path, "id: t\nclaim: [unclosed\n")
+    with pytest.raises(NFBenchError, match=rf"^{path}:.*malformed YAML"):
+        C.load_tasks(tmp_path)
+
+
+def test_id_must_match_the_file_name(tmp_path):
+    path = write_task(tmp_path, {**BASE_TASK, "id": "other"}, name="t")
+    with pytest.raises(NFBenchError, match=rf"^{path}: id:"):
+        C.load_tasks(tmp_path)
+
+
+def test_wrong_compare_form_for_the_statistic(tmp_path):
+    path = write_task(tmp_path, {**BASE_TASK, "compare": {"roles": ["standard"]}})
+    with pytest.raises(NFBenchError, match=rf"^{path}: compare\.roles: .*two-group"):
+        C.load_tasks(tmp_path)
+
+
+def test_shipped_tasks_are_valid_and_documented():
+    tasks = C.load_tasks(REPO / "tasks")
+    assert {"augmentation-invariance", "invariance-depth-profile", "adversarial-noise-suppression",
+            "robustness-generalization-tradeoff", "frame-collapse"} <= {t.id for t in tasks}
+    for t in tasks:
+        text = Path(t.path).read_text()
+        assert "nfbench's own" in t.operationalization
+        comments = [line.split("#", 1)[1] for line in text.splitlines() if "#" in line]
+        assert any("olerance" in c for c in comments), f"{t.path}: say how the tolerance was chosen"
+        for m in t.measures:
+            assert m.tolerance["absolute"] > 0 or m.tolerance["relative"] > 0

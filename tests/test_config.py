@@ -1,0 +1,102 @@
+"""params.yaml validation and suite switching: bad input is named by its key path, nothing is written."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.config import load_params, use_suite, validate_params
+from benchmark.errors import NFBenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A copy of params.yaml and suites/ in a temporary working directory."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(ROOT / "suites", tmp_path / "suites")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def edit(project, change):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    change(params)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_committed_params_are_valid_and_filled_with_defaults(project):
+    params = load_params()
+    assert params["suite"] == "embedded"
+    assert params["models"]["std-s0"]["recipe"] == "standard"
+    assert params["models"]["adv-eps0.3"]["eps"] == 0.3
+    assert params["models"]["std-s0"]["eps"] == 0.0
+    assert params["perturbations"]["noise"]["count"] == 16
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.update(suite="imagenet-xl"), r"params.yaml: suite: unknown suite 'imagenet-xl'"),
+    (lambda p: p["perturbations"].update(blur={}), r"params.yaml: perturbations: unknown perturbation family 'blur'"),
+    (lambda p: p["perturbations"]["noise"].update(count=-4), r"params.yaml: perturbations.noise.count: must be a positive integer"),
+    (lambda p: p["models"]["std-s0"].update(epochs=-1), r"params.yaml: models.std-s0.epochs: expected a positive integer"),
+    (lambda p: p["models"]["std-s0"].update(role="robust"), r"params.yaml: models.std-s0.role: unknown role 'robust'"),
+    (lambda p: p["models"]["std-s0"].update(recipe="mixup"), r"params.yaml: models.std-s0.recipe: unknown recipe 'mixup'"),
+    (lambda p: p["data"].update(eval_points=0), r"params.yaml: data.eval_points: must be positive"),
+    (lambda p: p["data"].update(dataset="svhn"), r"params.yaml: data.dataset: unknown dataset 'svhn'"),
+    (lambda p: p.update(device="tpu"), r"params.yaml: device: must be auto, cpu"),
+    (lambda p: p["frames"].update(chunk_size=0), r"params.yaml: frames.chunk_size: must be positive"),
+    (lambda p: p["perturbations"]["generative"].update(model="gan"), r"perturbations.generative.model: unknown generative model 'gan'"),
+    (lambda p: p.update(extra=1), r"params.yaml: unknown section 'extra'"),
+])
+def test_malformed_params_name_the_key_path(project, change, message):
+    edit(project, change)
+    with pytest.raises(NFBenchError, match=message):
+        load_params()
+
+
+def test_layer_name_not_in_the_model_is_rejected(project):
+    from benchmark.config import check_layer_names
+
+    edit(project, lambda p: p["frames"].update(layers={"smallcnn": ["relu1", "relu9"]}))
+    with pytest.raises(NFBenchError, match=r"frames.layers: model \S+: unknown layer 'relu9'; did you mean 'relu4'"):
+        check_layer_names(load_params())
+
+
+def test_malformed_yaml_names_the_file_and_line(project):
+    (project / "params.yaml").write_text("suite: embedded\nmodels: [unclosed\n")
+    with pytest.raises(NFBenchError, match=r"params.yaml: line 3, column 1: malformed YAML"):
+        load_params()
+
+
+def test_switching_suites_keeps_global_settings_and_comments(project):
+    edit(project, lambda p: p["frames"].update(chunk_size=64))
+    (project / "params.yaml").write_text("# my note\n" + (project / "params.yaml").read_text())
+    params = use_suite("robustbench_cifar10")
+    text = (project / "params.yaml").read_text()
+    assert params["suite"] == "robustbench_cifar10" and params["frames"]["chunk_size"] == 64
+    assert text.startswith("# my note") and "Engstrom2019Robustness" in text
+    assert params["models"]["Carmon2019Unlabeled"]["reference"]["robust_acc"] == 59.53
+    back = use_suite("embedded")
+    assert set(back["models"]) == set(yaml.safe_load((project / "suites/embedded.yaml").read_text())["models"])
+
+
+def test_a_bad_suite_leaves_params_untouched(project):
+    before = (project / "params.yaml").read_text()
+    broken = yaml.safe_load((project / "suites/embedded.yaml").read_text())
+    broken["models"]["std-s0"]["role"] = "robust"
+    (project / "suites/broken.yaml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(NFBenchError, match="models.std-s0.role"):
+        use_suite("broken")
+    assert (project / "params.yaml").read_text() == before
+
+
+def test_file_models_need_an_entry_point_checkpoint_and_sha256(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["mine"] = {"role": "other", "source": "file", "entry_point": "pkg:make"}
+    with pytest.raises(NFBenchError, match=r"models.mine: missing 'checkpoint'"):
+        validate_params(params)
+    params["models"]["mine"].update(checkpoint="m.pt", sha256="abc")
+    with pytest.raises(NFBenchError, match=r"models.mine.sha256: must be 64 lowercase hex digits"):
+        validate_params(params)

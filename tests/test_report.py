@@ -1,0 +1,143 @@
+"""Reports: tables and figures from a claims result and synthetic frame statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark import claims as C
+from benchmark import report as R
+from benchmark.metrics import FrameStatistics
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = ["input", "conv1", "conv2", "logits"]
+LABELS = ["rotate", "scale", "noise/0", "noise/1", "vae/0"]
+FAMILIES = ["augmentation", "augmentation", "noise", "noise", "generative"]
+
+
+def make_stats(model_id: str, role: str, *, seed: int, factor: float = 1.0, eps: float = 0.0,
+               acc: float = 0.99, points: int = 24) -> FrameStatistics:
+    rng = np.random.default_rng(seed)
+    n, k = len(LAYERS), len(LABELS)
+    s = np.linspace(1, 2, n)[:, None, None] * np.exp(0.2 * rng.normal(size=(n, points, k)))
+    s[1:] *= factor
+    s[0] = 1.0
+    s[2, 0, 0] = float("nan")                                   # an undefined point, as real data have
+    rank = np.linspace(4.0, 2.0, n)[:, None] + 0.1 * rng.normal(size=(n, points))
+    names = list(dict.fromkeys(FAMILIES))
+    return FrameStatistics(
+        layers=list(LAYERS), labels=list(LABELS), families=list(FAMILIES), family_names=names,
+        point_ids=torch.arange(points), depth=torch.linspace(0, 1, n, dtype=torch.float64),
+        sensitivity=torch.tensor(s), rank=torch.tensor(rank), family_rank=torch.tensor(np.stack([rank] * 3)),
+        penultimate=n - 2,
+        meta={"id": model_id, "role": role, "eps": eps, "source": "local", "display_name": f"Model {model_id}",
+              "suite": "synthetic", "accuracy": {"clean_acc": acc, "robust_acc": 0.2},
+              "augmentations": ["rotate", "scale"] if role == "augmentation" else []})
+
+
+def ladder_suite() -> dict:
+    spec = [("std", "standard", 0.0, 1.0), ("aug", "augmentation", 0.0, 0.8), ("adv1", "adversarial", 0.1, 0.7),
+            ("adv2", "adversarial", 0.2, 0.5), ("adv3", "adversarial", 0.3, 0.4)]
+    return {m: make_stats(m, role, seed=i, eps=eps, factor=f, acc=0.99 - eps / 10)
+            for i, (m, role, eps, f) in enumerate(spec)}
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return ladder_suite()
+
+
+@pytest.fixture(scope="module")
+def claims(stats):
+    return C.evaluate(C.load_tasks(REPO / "tasks"), stats, seed=0)
+
+
+def table_lines(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_reports_are_written_and_deterministic(tmp_path, stats, claims):
+    first = R.write_reports(claims, stats, tmp_path / "a", tasks_dir=REPO / "tasks")
+    second = R.write_reports(claims, stats, tmp_path / "b", tasks_dir=REPO / "tasks")
+    names = sorted(p.relative_to(tmp_path / "a").as_posix() for p in first)
+    assert names == sorted(p.relative_to(tmp_path / "b").as_posix() for p in second)
+    expected = {"claims.md", "claims.tex", "layers.md"} | {
+        f"figures/{f}.{ext}" for f in ("sensitivity_augmentation", "sensitivity_noise", "sensitivity_generative",
+                                       "rank", "eps_ladder") for ext in ("png", "svg")}
+    assert set(names) == expected
+    for name in names:
+        a, b = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
+        assert a, name
+        assert a == b, f"{name} differs between two runs"
+    svg = (tmp_path / "a" / "figures" / "sensitivity_noise.svg").read_text()
+    assert "<dc:date>" not in svg and "<svg" in svg
+    assert (tmp_path / "a" / "figures" / "rank.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a different input gives a different figure (the bytes do depend on the data)
+    other = dict(stats)
+    other["std"] = make_stats("std", "standard", seed=99, factor=3.0)
+    R._save(R.sensitivity_figure(other, "noise"), tmp_path / "c" / "sensitivity_noise")
+    assert (tmp_path / "c/sensitivity_noise.svg").read_bytes() != \
+        (tmp_path / "a/figures/sensitivity_noise.svg").read_bytes()
+
+
+def test_claims_markdown_has_one_row_per_claim_row(tmp_path, claims):
+    text = R.claims_markdown(claims, "../tasks")
+    lines = table_lines(text)
+    assert len(lines) == 2 + len(claims["rows"])                 # header, separator, one per row
+    assert "nfbench's own" in text and "[tasks/](../tasks/)" in text
+    for row, line in zip(claims["rows"], lines[2:]):
+        assert row["task"] in line and row["subject"] in line and row["statistic"] in line
+        assert row["verdict"] in line
+        if row["value"] is not None:
+            assert f"{row['value']:.3g}" in line
+    verdicts = {r["verdict"] for r in claims["rows"]}
+    assert "finding" in verdicts and "not run" in verdicts        # both kinds are rendered
+    assert any("finding: " in line for line in lines)
+    assert any("not run: no models with role noise" in line for line in lines)
+
+
+def test_claims_latex_is_a_booktabs_table(claims):
+    tex = R.claims_latex(claims)
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\end{table}"):
+        assert token in tex
+    body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0].strip().splitlines()
+    assert len(body) == len(claims["rows"])
+    assert all(line.endswith(r"\\") and line.count(" & ") == 6 for line in body)
+    assert "ε" not in tex and r"$\varepsilon$" in tex             # unicode mapped to LaTeX
+    assert "_" not in tex.replace(r"\_", "")                       # underscores escaped
+    assert "< " not in tex.replace("$<$", "")                       # no text-mode < (¡ in OT1)
+
+
+def test_layers_markdown_and_summary_match_the_statistics(stats):
+    text = R.layers_markdown(stats)
+    for m, st in stats.items():
+        assert f"## {m} — Model {m}" in text
+    assert len(table_lines(text)) == len(stats) * (2 + len(LAYERS))
+    s = R.summary(stats)
+    json.dumps(s, allow_nan=False)
+    st = stats["adv2"]
+    noise = st.family("noise").numpy()
+    for i, layer in enumerate(LAYERS):
+        assert s["adv2"][layer]["sensitivity_noise"] == pytest.approx(float(np.nanmean(noise[i])))
+        assert s["adv2"][layer]["effective_rank"] == pytest.approx(float(st.rank[i].mean()))
+        assert s["adv2"][layer]["depth"] == pytest.approx(float(st.depth[i]))
+
+
+def test_no_ladder_figure_without_a_ladder(tmp_path):
+    stats = {m: st for m, st in ladder_suite().items() if m in ("std", "aug", "adv2")}
+    assert R.ladder_figure(stats) is None
+    claims = C.evaluate(C.load_tasks(REPO / "tasks"), stats, seed=0)
+    written = R.write_reports(claims, stats, tmp_path, tasks_dir=REPO / "tasks")
+    assert not any("eps_ladder" in p.name for p in written)
+    assert all(p.is_file() for p in written)
+
+
+def test_point_bands_contain_the_mean():
+    x = np.random.default_rng(0).lognormal(size=(3, 50))
+    mean, lo, hi = R._point_bands(x, "k")
+    assert np.allclose(mean, x.mean(1))
+    assert np.all(lo < mean) and np.all(mean < hi)
