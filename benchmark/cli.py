@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import NFBenchError
@@ -199,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")   # torchvision import noise
     args = parser().parse_args(argv)
     try:
         args.func(args)

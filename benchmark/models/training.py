@@ -194,7 +194,7 @@ def _train_split(data: Dataset):
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="batch")
+    return tqdm(total=total, desc=desc, disable=None if enabled else True, leave=False, unit="batch")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def run(params: Mapping, model_id: str, *, method: str | None = None, track: boo
         frame = build_frame(pert, x.to(device), ids, autoencoder)
         cfg = params["frames"]
         method = method or cfg["method"]
-        with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False) as bar:
+        with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
             result = compute_frames(model, x.to(device), frame.vectors, layers_for(params, spec),
                                     labels=frame.labels, families=frame.families, point_ids=ids,
                                     chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
