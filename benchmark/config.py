@@ -27,7 +27,7 @@ SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models")
 GLOBAL_SECTIONS = ("suite", "device", "frames", "tracking")
 ROLES = ("standard", "augmentation", "adversarial", "noise", "other")
 SOURCES = ("local", "robustbench", "torchvision", "file")
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
 MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations")
 _SOURCE_KEYS = {
@@ -197,7 +197,7 @@ def validate_model(model_id: Any, spec: Any, where: str, generative: bool = Fals
     from .models.training import validate_recipe
 
     if not isinstance(model_id, str) or not MODEL_ID.match(model_id):
-        raise NFBenchError(f"{where}: model ids may use letters, digits, '_', '.', '-' (got {model_id!r})")
+        raise NFBenchError(f"{where}: model ids may use letters, digits, '_' and '-' (ids are DVC parameter keys; got {model_id!r})")
     if not isinstance(spec, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with role and source")
     spec = dict(spec)

@@ -31,7 +31,7 @@ def test_committed_params_are_valid_and_filled_with_defaults(project):
     params = load_params()
     assert params["suite"] == "embedded"
     assert params["models"]["std-s0"]["recipe"] == "standard"
-    assert params["models"]["adv-eps0.3"]["eps"] == 0.3
+    assert params["models"]["adv-eps0_3"]["eps"] == 0.3
     assert params["models"]["std-s0"]["eps"] == 0.0
     assert params["perturbations"]["noise"]["count"] == 16
 
