@@ -4,55 +4,59 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from tqdm import tqdm
 
 from .. import metrics
 from ..config import layers_for
-from ..frames import compute_frames
+from ..errors import NFBenchError
+from ..frames import FrameResult, compute_frames
 from ..models import zoo
 from ..perturbations import build_frame
 from ..storage import code_version, sha256_json, write_text
 from ..tracking import log_run
-from . import FRAMES, MODELS, PLOTS, announce, resolve_device
+from . import FRAMES, MODELS, PLOTS, POINTS, announce, resolve_device
 from .data import load_points
 from .fetch import model_spec
+
+
+def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=MODELS,
+                 points=POINTS, method: str | None = None) -> FrameResult:
+    """Frames of one fetched model at the suite's points with the suite's perturbations."""
+    device = resolve_device(params["device"])
+    x, _, ids, data_meta = load_points(points)
+    model = zoo.load(model_id, spec, models_root).to(device)
+    pert = params["perturbations"]
+    autoencoder = None
+    if "generative" in pert:
+        name = pert["generative"]["model"]
+        autoencoder = zoo.load(name, params["generative"][name], MODELS).to(device)
+    frame = build_frame(pert, x.to(device), ids, autoencoder)
+    cfg = params["frames"]
+    method = method or cfg["method"]
+    with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
+        result = compute_frames(model, x.to(device), frame.vectors, layers_for(params, spec),
+                                labels=frame.labels, families=frame.families, point_ids=ids,
+                                chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
+                                on_progress=bar.update)
+    result.provenance.update({
+        "model": model_id, "role": spec["role"], "model_sha256": zoo.read_manifest(model_id, models_root)["sha256"],
+        "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
+        "suite": params["suite"], "code_version": code_version(), "device": device.type})
+    return result
 
 
 def run(params: Mapping, model_id: str, *, method: str | None = None, track: bool = True) -> None:
     spec, generative = model_spec(params, model_id)
     if generative:
-        from ..errors import NFBenchError
-
         raise NFBenchError(f"{model_id!r} is a generative model; frames are computed for classifiers")
     with announce(f"frames {model_id}") as info:
-        device = resolve_device(params["device"])
-        x, _, ids, data_meta = load_points()
-        model = zoo.load(model_id, spec, MODELS).to(device)
-        pert = params["perturbations"]
-        autoencoder = None
-        if "generative" in pert:
-            name = pert["generative"]["model"]
-            autoencoder = zoo.load(name, params["generative"][name], MODELS).to(device)
-        frame = build_frame(pert, x.to(device), ids, autoencoder)
-        cfg = params["frames"]
-        method = method or cfg["method"]
-        with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
-            result = compute_frames(model, x.to(device), frame.vectors, layers_for(params, spec),
-                                    labels=frame.labels, families=frame.families, point_ids=ids,
-                                    chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
-                                    on_progress=bar.update)
-        result.provenance.update({
-            "model": model_id, "role": spec["role"], "model_sha256": zoo.read_manifest(model_id, MODELS)["sha256"],
-            "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
-            "suite": params["suite"], "code_version": code_version(), "device": device.type})
+        result = model_frames(params, model_id, spec, method=method)
         path = FRAMES / f"{model_id}.safetensors"
         result.save(path)
         series = layer_series(result)
         write_plot(PLOTS / f"{model_id}.csv", result, series)
-        k = result.grams.shape[-1]
-        info["did"] = (f"{k} vectors × {len(ids)} points × {len(result.layers)} layers "
-                       f"({method}, {device.type})")
+        info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
+                       f"{len(result.layers)} layers ({result.provenance['method']}, {result.provenance['device']})")
         info["out"] = str(path)
         if track:
             _log(params, model_id, spec, result, series)

@@ -13,10 +13,13 @@ from . import FRAMES, MODELS, STATISTICS, SUMMARY, announce
 _TRAINED_WITH = {"rotate_deg": ["rotate"], "translate_px": ["translate_x", "translate_y"], "scale_range": ["scale"]}
 
 
-def model_record(params: Mapping, model_id: str) -> dict:
-    """What the claims need to know about a model besides its frames: role, ε, accuracies, …"""
-    spec = params["models"][model_id]
-    manifest = zoo.read_manifest(model_id, MODELS) or {}
+def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, manifest: Mapping | None = None) -> dict:
+    """What the claims need to know about a model besides its frames: role, ε, accuracies, …
+
+    spec and manifest default to the suite's entry and models/<id>/manifest.json.
+    """
+    spec = spec if spec is not None else params["models"][model_id]
+    manifest = manifest if manifest is not None else (zoo.read_manifest(model_id, MODELS) or {})
     acc = manifest.get("accuracy") or {}
     eps = params["attack"]["eps"]
     if spec["source"] == "local" and spec.get("recipe") == "augmentation":
