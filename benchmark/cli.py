@@ -200,7 +200,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")   # torchvision import noise
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")   # torchvision/robustbench import noise
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import importlib
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -93,12 +94,19 @@ def _reject(path: Path, actual: str) -> Path:
     return rejected
 
 
-def verify_sha256(path: Path, expected: str, what: str) -> None:
+def verify_sha256(path: Path, expected: str, what: str, *, keep_aside: bool = True,
+                  prefix_only: bool = False) -> None:
+    """Refuse a file whose sha256 differs from `expected` (or does not start with it).
+
+    Files nfbench manages (downloads, models/) are moved aside as `<name>.rejected-<sha>` so the
+    next fetch starts clean and the bad file can still be inspected; a user's own file stays put.
+    """
     actual = sha256_file(path)
-    if actual != expected:
-        kept = _reject(path, actual)
-        raise NFBenchError(f"{what}: sha256 of {path} is {actual}, expected {expected}; refused "
-                           f"(the file is kept as {kept} for inspection)")
+    if actual.startswith(expected) if prefix_only else actual == expected:
+        return
+    kept = f"; the file is kept as {_reject(path, actual)} for inspection" if keep_aside else ""
+    raise NFBenchError(f"{what}: sha256 of {path} is {actual}, expected {expected}"
+                       f"{'…' if prefix_only else ''}; refused{kept}")
 
 
 def safe_torch_load(path: Path, what: str) -> Any:
@@ -271,31 +279,35 @@ def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
 
 def fetch(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_DIR,
           generative: bool = False, progress: bool = True) -> dict:
-    """Make `models/<id>/` for one model (train, download or import it) and return its manifest."""
+    """Make `models/<id>/` for one model (train, download or import it) and return its manifest.
+
+    Downloaded and imported models are acquired before the dataset is touched, so a missing
+    checkpoint is reported at once; then they are checked and evaluated on the suite's data.
+    """
     from ..data import load_dataset
 
-    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
     what = f"model {model_id!r}"
-    if generative:
-        if spec["source"] == "file":
-            net, source_info, arch = _fetch_file(spec, data, what, autoencoder=True)
-            manifest = {"source": "file", "role": "generative", "spec": dict(spec), "architecture": arch,
-                        "data_hash": data.content_hash, **source_info}
-            return _install(model_id, root, net.state_dict(), manifest)
-        return _fetch_vae(model_id, spec, data, root, progress)
     if spec["source"] == "local":
+        data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+        if generative:
+            return _fetch_vae(model_id, spec, data, root, progress)
         net, stats, arch = _train_local(spec, data, progress)
         source_info: dict = {"training": stats}
-    elif spec["source"] == "robustbench":
-        net, source_info, arch = _fetch_robustbench(spec, root, what)
-    elif spec["source"] == "torchvision":
-        net, source_info, arch = _fetch_torchvision(spec, what)
     else:
-        net, source_info, arch = _fetch_file(spec, data, what)
-    accuracy = evaluate(net, data, params, local=spec["source"] == "local", spec=spec)
-    manifest = {"source": spec["source"], "role": spec["role"], "spec": dict(spec), "architecture": arch,
-                "data_hash": data.content_hash, "accuracy": accuracy, **source_info}
+        net, source_info, arch = acquire(spec, root, what)
+        data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+        (check_autoencoder if generative else check_output_shape)(net, data, what)
+    manifest = {"source": spec["source"], "role": "generative" if generative else spec["role"],
+                "spec": dict(spec), "architecture": arch, "data_hash": data.content_hash, **source_info}
+    if not generative:
+        manifest["accuracy"] = evaluate(net, data, params, local=spec["source"] == "local", spec=spec)
     return _install(model_id, root, net.state_dict(), manifest)
+
+
+def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict]:
+    """Download or import a non-local model and verify it: (network, source record, architecture record)."""
+    return {"robustbench": _acquire_robustbench, "torchvision": _acquire_torchvision,
+            "file": _acquire_file}[spec["source"]](spec, root, what)
 
 
 def evaluate(net: nn.Module, data, params: Mapping, *, local: bool, spec: Mapping) -> dict:
@@ -348,7 +360,7 @@ def robustbench_path(spec: Mapping, root: Path = MODELS_DIR) -> Path:
     return Path(root) / "robustbench" / spec["dataset"] / spec["threat_model"] / f"{spec['name']}.pt"
 
 
-def _fetch_robustbench(spec: Mapping, root: Path, what: str):
+def _acquire_robustbench(spec: Mapping, root: Path, what: str):
     from .robustbench_compat import import_robustbench, zoo_entry
 
     entry = zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])
@@ -371,7 +383,7 @@ def _fetch_robustbench(spec: Mapping, root: Path, what: str):
     return net.eval(), info, {"name": spec["name"]}
 
 
-def _fetch_torchvision(spec: Mapping, what: str):
+def _acquire_torchvision(spec: Mapping, root: Path, what: str):
     import torchvision
 
     try:
@@ -383,6 +395,10 @@ def _fetch_torchvision(spec: Mapping, what: str):
         download(weights.url, hub, f"{what} (torchvision {spec['arch']} {spec['weights']})")
     if "sha256" in spec:
         verify_sha256(hub, spec["sha256"], what)
+    else:   # torchvision names its files <arch>-<first hex digits of the sha256>.pth
+        prefix = re.search(r"-([0-9a-f]{6,})\.", hub.name)
+        if prefix:
+            verify_sha256(hub, prefix.group(1), what, prefix_only=True)
     state = load_state_file(hub, what)
     net = build_architecture(spec, {"kwargs": {"num_classes": len(weights.meta["categories"])}})
     _load_into(net, state, what)
@@ -390,18 +406,19 @@ def _fetch_torchvision(spec: Mapping, what: str):
     return net, info, {"name": spec["arch"], "kwargs": {"num_classes": len(weights.meta["categories"])}}
 
 
-def _fetch_file(spec: Mapping, data, what: str, autoencoder: bool = False):
+def _acquire_file(spec: Mapping, root: Path, what: str):
     entry_point(spec["entry_point"])                      # fail on a bad entry point before any download
     path = Path(spec["checkpoint"])
-    if not path.is_file():
+    downloaded = not path.is_file()
+    if downloaded:
         if "url" not in spec:
             raise NFBenchError(f"{what}: checkpoint {path} does not exist (and no url is given to download it from)")
         download(spec["url"], path, what)
-    verify_sha256(path, spec["sha256"], what)
+    verify_sha256(path, spec["sha256"], what, keep_aside=downloaded)
     state = load_state_file(path, what)
     net = _load_into(build_architecture(spec, {}), state, what)
-    (check_autoencoder if autoencoder else check_output_shape)(net, data, what)
-    info = {"source_checkpoint": {"path": str(path), "sha256": spec["sha256"], **({"url": spec["url"]} if "url" in spec else {})}}
+    info = {"source_checkpoint": {"path": str(path), "sha256": spec["sha256"],
+                                  **({"url": spec["url"]} if "url" in spec else {})}}
     return net, info, {"name": spec["entry_point"]}
 
 
