@@ -7,17 +7,19 @@ repeats is reported, so a noisy shared machine affects every method alike):
   fd        compute_frames(method="fd"): central finite differences, same Grams,
   autograd  torch.autograd.functional.jvp (double-backward trick) over the B·k inputs,
             all layers captured and reduced to the same Grams.
-Peak memory is measured per method in a fresh subprocess (CPU: peak RSS growth; CUDA:
-torch.cuda.max_memory_allocated), and for the engine also for growing k at fixed chunk size.
+Peak memory is measured per method in a fresh subprocess, after one warm-up run (CPU: growth
+of the resident set, sampled every millisecond; CUDA: torch.cuda.max_memory_allocated), and for
+the engine also for growing k at a fixed chunk size.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
-import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -128,6 +130,7 @@ def peak_memory_mb(case: Case, method: str) -> float:
 
 def _peak_in_process(case: Case, method: str) -> float:
     model, x, v = case.build()
+    run_method(case, method, model, x, v)              # warm-up: lazy initialisation is not the method's
     if case.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -135,9 +138,38 @@ def _peak_in_process(case: Case, method: str) -> float:
         run_method(case, method, model, x, v)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run_method(case, method, model, x, v)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    with _RssSampler() as sampler:
+        run_method(case, method, model, x, v)
+    return sampler.peak_growth / 2**20
+
+
+class _RssSampler:
+    """Peak resident memory above the starting level, sampled every millisecond from /proc."""
+
+    def __init__(self):
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.stop = threading.Event()
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _watch(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+    def __enter__(self) -> "_RssSampler":
+        self.base = self.peak = self._rss()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.peak_growth = self.peak - self.base
 
 
 def machine() -> str:
@@ -169,12 +201,18 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
                          "peak MB": round(mem[m]) if memory else ""})
     echo(tabulate(rows, headers="keys", tablefmt="github"))
     if memory:
-        base = cases[0]
+        base = cases[-1]
+        chunk = max(1, base.chunk_size // 8)
         scaling = []
         for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):
-            case = Case(base.model, base.size, base.points, k, base.chunk_size // 4, base.device)
-            scaling.append({"model": base.model, "k": k, "chunk_size": case.chunk_size,
-                            "engine peak MB": round(peak_memory_mb(case, "engine"))})
-        echo("engine memory at a fixed chunk size, growing k:")
+            case = Case(base.model, base.size, base.points, k, chunk, base.device)
+            model, x, v = case.build()
+            layers = len(compute_frames(model, x[:1], v[:1, :1], "all").layers)
+            grams_mb = layers * base.points * k * k * 8 / 2**20       # the float64 result itself
+            peak = peak_memory_mb(case, "engine")
+            scaling.append({"model": f"{base.model} {base.size}×{base.size}", "k": k, "chunk_size": chunk,
+                            "peak MB": round(peak), "of which Grams MB": round(grams_mb),
+                            "working MB": round(peak - grams_mb)})
+        echo("engine memory at a fixed chunk size, growing k (the Grams grow as k², the rest must not):")
         echo(tabulate(scaling, headers="keys", tablefmt="github"))
     return rows

@@ -608,8 +608,6 @@ class Statistic:
                 raise NFBenchError(f"{at('perturbation')}.reference: required by this statistic")
             if not self.reference and "reference" in perturbation:
                 raise NFBenchError(f"{at('perturbation')}.reference: not used by this statistic")
-            if self.reference and "family" not in perturbation:
-                raise NFBenchError(f"{at('perturbation')}.family: required by this statistic")
             if self.design == PER_ROLE or self.perturbation == "optional":
                 if "labels" in perturbation:
                     raise NFBenchError(f"{at('perturbation')}.labels: this statistic takes a family")
@@ -870,10 +868,9 @@ def _subject_dict(measure: Measure, subject: str) -> dict:
         return {"accuracy": measure.accuracy}
     if p is None:
         return {}
-    if "labels" in p:
-        return {"label": subject}
-    family = subject.split(" vs ")[0]
-    return {"family": family, **({"reference": p["reference"]} if "reference" in p else {})}
+    name = subject.split(" vs ")[0]
+    reference = {"reference": p["reference"]} if "reference" in p else {}
+    return {"label": name, **reference} if "labels" in p else {"family": name, **reference}
 
 
 def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: str):
@@ -883,8 +880,9 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
         return [(measure.accuracy or "frame", groups)]
     if "family" in p:
         return [(f"{f} vs {p['reference']}" if "reference" in p else f, groups) for f in p["family"]]
+    vs = f" vs {p['reference']}" if "reference" in p else ""
     if p["labels"] != TRAINED:
-        return [(label, groups) for label in p["labels"]]
+        return [(label + vs, groups) for label in p["labels"]]
     trained: dict[str, None] = {}
     for m in groups["treatment"]:
         for label in stats[m].meta.get("augmentations") or []:
@@ -896,7 +894,7 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
     out = []
     for label in sorted(trained, key=lambda l: (order.get(l, len(order)), l)):
         with_label = [m for m in groups["treatment"] if label in (stats[m].meta.get("augmentations") or [])]
-        out.append((label, {**groups, "treatment": with_label}))
+        out.append((label + vs, {**groups, "treatment": with_label}))
     return out
 
 

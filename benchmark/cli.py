@@ -72,13 +72,39 @@ def cmd_metrics(args) -> None:
 def cmd_claims(args) -> None:
     from .stages import claims
 
-    claims.run(_params(args))
+    params = _params(args)
+    claims.run(params, track=_tracked(params, args))
 
 
 def cmd_report(args) -> None:
     from .stages import report
 
     report.run(_params(args))
+
+
+def cmd_submit(args) -> None:
+    from .stages import leaderboard, suite_params
+
+    leaderboard.submit(suite_params(_params(args), args.suite), args.card, replace=args.replace)
+
+
+def cmd_leaderboard(args) -> None:
+    from .stages import leaderboard, suite_params
+
+    leaderboard.run(suite_params(_params(args), args.suite), sort=args.sort)
+
+
+def cmd_leaderboard_verify(args) -> None:
+    from tabulate import tabulate
+
+    from .stages import leaderboard, suite_params
+
+    path, ok, rows = leaderboard.verify(suite_params(_params(args), args.suite), args.model)
+    print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".10g", missingval="—"))
+    if not ok:
+        moved = [r["value"] for r in rows if r["status"] != "ok"]
+        raise NFBenchError(f"{path} does not reproduce from its card: {', '.join(moved)} beyond tolerance")
+    print(f"{path}: all {len(rows)} values reproduce from its card")
 
 
 def cmd_check(args) -> None:
@@ -169,8 +195,21 @@ def parser() -> argparse.ArgumentParser:
                     help="central finite differences instead of forward-mode AD (slower, approximate; "
                          "for operators without forward AD)")
     stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 4)")
-    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 5)")
+    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 5)", tracked=True)
     stage("report", cmd_report, "tables and figures under reports/ (stage 6)")
+    sp = stage("leaderboard", cmd_leaderboard,
+               "suite entries and reports/leaderboard.md/html from the entries (stage 7); verify ID re-checks one")
+    sp.add_argument("--suite")
+    sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
+    sp = sp.add_subparsers(dest="what").add_parser("verify", help="recompute a submitted entry from its card; "
+                                                   "exit non-zero when it does not reproduce within tolerance")
+    sp.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
+    sp.add_argument("--suite", default=argparse.SUPPRESS)
+    sp.set_defaults(func=cmd_leaderboard_verify)
+    sp = stage("submit", cmd_submit, "score a model card and add its entry to the leaderboard")
+    sp.add_argument("card", help="the model card, submissions/<id>.yaml (see SUBMITTING.md)")
+    sp.add_argument("--suite")
+    sp.add_argument("--replace", action="store_true", help="overwrite an existing entry with the same id")
     sp = stage("check", cmd_check, "compare reports/claims.json with the committed reference")
     sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
 

@@ -349,6 +349,21 @@ def test_suppression_ratio_separates_selective_from_non_selective(tmp_path):
     assert row["value"] == pytest.approx(0.5, rel=0.1) and row["verdict"] == "not supported"
 
 
+def test_suppression_ratio_of_trained_labels_against_noise(tmp_path):
+    """Specific invariance: the trained tangent is suppressed more than noise, per trained label."""
+    changes = dict(statistic="suppression_ratio", perturbation={"labels": "trained", "reference": "noise"},
+                   layers="logits", expected={"direction": "above", "threshold": 1.0, "margin": 0.05})
+    specific = suite({"rotate": 0.5, "scale": 0.5, "noise": 1.0})
+    rows = {r["subject"]: r for r in run(tmp_path, specific, **changes)["rows"]}
+    assert set(rows) == {"rotate vs noise @ logits", "scale vs noise @ logits"}
+    assert rows["rotate vs noise @ logits"]["value"] == pytest.approx(2.0, rel=0.1)
+    assert rows["rotate vs noise @ logits"]["verdict"] == "supported"
+    generic = suite({"rotate": 0.5, "scale": 0.5, "noise": 0.5})       # everything dampened alike
+    rows = {r["subject"]: r for r in run(tmp_path, generic, **changes)["rows"]}
+    assert rows["rotate vs noise @ logits"]["value"] == pytest.approx(1.0, abs=0.1)
+    assert rows["rotate vs noise @ logits"]["verdict"] in ("not supported", "inconclusive")
+
+
 def test_accuracy_difference(tmp_path):
     stats = suite(roles=("standard",))
     stats["adv"] = make_stats("adv", "adversarial", seed=5, acc=0.95)

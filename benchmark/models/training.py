@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import nn
 from tqdm import tqdm
 
@@ -203,6 +202,14 @@ def _progress(total: int, desc: str, enabled: bool):
 AUGMENT_GROUP = 8   # examples that share one random draw (F.affine takes one transform per call)
 
 
+def _affine(x: torch.Tensor, angle: float, translate, scale: float) -> torch.Tensor:
+    """torchvision's bilinear affine warp (imported here: torchvision costs seconds to import)."""
+    import torchvision.transforms.v2.functional as TF
+
+    return TF.affine(x, angle=angle, translate=list(translate), scale=scale, shear=[0.0, 0.0],
+                     interpolation=TF.InterpolationMode.BILINEAR)
+
+
 def random_affine(x: torch.Tensor, rotate_deg: float, translate_px: float, scale_range: float,
                   generator: torch.Generator, group: int = AUGMENT_GROUP) -> torch.Tensor:
     """x rotated, translated and scaled at random (bilinear, zero fill).
@@ -216,8 +223,7 @@ def random_affine(x: torch.Tensor, rotate_deg: float, translate_px: float, scale
     shifts = (u[:, 1:3] * translate_px).tolist()
     scales = (1 + u[:, 3] * scale_range).tolist()
     return torch.cat([
-        TF.affine(chunk, angle=angles[i], translate=shifts[i], scale=scales[i], shear=[0.0, 0.0],
-                  interpolation=TF.InterpolationMode.BILINEAR)
+        _affine(chunk, angles[i], shifts[i], scales[i])
         for i, chunk in enumerate(chunks)
     ])
 
@@ -314,12 +320,10 @@ def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float]
                 with torch.no_grad():
                     count("clean_acc", model(x), y)
                     for angle in EVAL_ANGLES:
-                        xr = TF.affine(x, angle=angle, translate=[0.0, 0.0], scale=1.0,
-                                       shear=[0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
+                        xr = _affine(x, angle, (0.0, 0.0), 1.0)
                         count("rotated_acc", model(xr), y)
                     for dx, dy in EVAL_SHIFTS:
-                        xt = TF.affine(x, angle=0.0, translate=[dx, dy], scale=1.0,
-                                       shear=[0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
+                        xt = _affine(x, 0.0, (dx, dy), 1.0)
                         count("translated_acc", model(xt), y)
                 for e in eps:
                     xa = pgd_linf(model, x, y, e, attack_steps, 2.5 * e / max(attack_steps, 1),

@@ -1,0 +1,124 @@
+"""The whole pipeline on a tiny suite (one model per role, a dozen points), through DVC and MLflow.
+
+One slow test walks the life of a checkout: `dvc repro`, a second `dvc repro` that does nothing,
+MLflow runs read back, `dvc exp run -S` on one model, and a run killed during `frames` that resumes
+to byte-identical results.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = {
+    "description": "tiny suite for the pipeline test",
+    "data": {"dataset": "mnist5k", "eval_points": 12, "seed": 0},
+    "attack": {"eps": 0.2, "steps": 2},
+    "perturbations": {"augmentation": {"transforms": ["rotate", "translate_x"]},
+                      "noise": {"count": 3, "seed": 0}, "generative": {"model": "vae", "count": 2}},
+    "generative": {"vae": {"epochs": 1, "latent_dim": 4, "batch_size": 128}},
+    "models": {
+        "std": {"role": "standard", "source": "local", "recipe": "standard", "epochs": 1, "width": 4, "batch_size": 128},
+        "aug": {"role": "augmentation", "source": "local", "recipe": "augmentation", "epochs": 1, "width": 4,
+                "batch_size": 128},
+        "adv": {"role": "adversarial", "source": "local", "recipe": "adversarial", "epochs": 1, "width": 4,
+                "batch_size": 128, "steps": 1},
+        "noisy": {"role": "noise", "source": "local", "recipe": "noise", "epochs": 1, "width": 4, "batch_size": 128},
+    },
+}
+
+
+def run(cmd, cwd, **kwargs):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+
+
+def ok(cmd, cwd):
+    result = run(cmd, cwd)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git + DVC checkout of the pipeline with the tiny suite selected."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, root / name)
+    for name in ("benchmark", "tasks", "suites", ".dvc"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+    (root / "suites" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (root / ".gitignore").write_text("mlflow.db\nmlartifacts/\n")
+    ok(["nfbench", "suite", "use", "tiny"], root)
+    ok(["git", "init", "-q"], root)
+    ok(["git", "add", "-A"], root)
+    ok(["git", "commit", "-qm", "tiny"], root)
+    return root
+
+
+def stages_run(log: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", log))
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end(project):
+    log = ok(["dvc", "repro"], project)
+    assert {"data", "fetch_generative@vae", "fetch@std", "frames@noisy", "metrics", "claims", "report"} <= stages_run(log)
+    for out in ("reports/claims.md", "reports/claims.tex", "reports/layers.md", "reports/figures/sensitivity_noise.png",
+                "metrics/summary.json", "metrics/models/adv.json", "metrics/plots/aug.csv", "dvc.lock"):
+        assert (project / out).is_file(), out
+
+    # a second run does nothing, quickly
+    start = time.monotonic()
+    log = ok(["dvc", "repro"], project)
+    assert time.monotonic() - start < 15 and not stages_run(log)
+    assert "up to date" in log
+
+    # MLflow: one run per (model, stage) for every model, per-layer series with step = layer index
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["nfbench-tiny"])
+    frames_runs = runs[runs["tags.nfbench.stage"] == "frames"]
+    assert sorted(frames_runs["tags.nfbench.model"]) == ["adv", "aug", "noisy", "std"]
+    assert sorted(runs[runs["tags.nfbench.stage"] == "fetch"]["tags.nfbench.model"]) == ["adv", "aug", "noisy", "std", "vae"]
+    run_id = frames_runs[frames_runs["tags.nfbench.model"] == "std"]["run_id"].iloc[0]
+    history = mlflow.MlflowClient().get_metric_history(run_id, "sensitivity.noise")
+    layers = mlflow.get_run(run_id).data.tags["nfbench.layers"].split(",")
+    assert sorted(m.step for m in history) == list(range(len(layers)))
+    assert abs(next(m.value for m in history if m.step == 0) - 1.0) < 1e-12       # exactly 1 at the input
+    assert runs["params.data_hash"].dropna().nunique() == 1
+
+    # an experiment on one model's training parameter reruns that model and the aggregates only
+    log = ok(["dvc", "exp", "run", "-S", "models.std.epochs=2"], project)
+    assert stages_run(log) == {"fetch@std", "frames@std", "metrics", "claims", "report"} | \
+        ({"leaderboard"} if "leaderboard:" in (project / "dvc.yaml").read_text() else set())
+
+    # killed during frames, a rerun resumes cleanly to the same bytes as an uninterrupted run
+    expected = {p.name: p.read_bytes() for p in (project / "frames").glob("*.safetensors")}
+    for name in ("adv", "noisy"):
+        (project / "frames" / f"{name}.safetensors").unlink()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any((project / "frames" / f"{n}.safetensors").exists()
+                                                  for n in ("adv", "noisy")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((project / "frames").glob(".*.tmp"))          # nothing half-written under a final name
+    ok(["dvc", "repro"], project)
+    assert {p.name: p.read_bytes() for p in (project / "frames").glob("*.safetensors")} == expected
+    assert "up to date" in ok(["dvc", "status"], project)
