@@ -573,7 +573,7 @@ class Statistic:
     design: str
     perturbation: str               # "required" | "optional" | "forbidden" | "either" (with accuracy)
     layers: str                     # "required" | "optional" | "forbidden" | "all-only"
-    reference: bool = False         # perturbation.reference required
+    reference: str = "forbidden"    # perturbation.reference: "required" | "optional" | "forbidden"
     overall: bool = False           # may add an overall row over the layers
     description: str = ""
 
@@ -604,9 +604,9 @@ class Statistic:
             if perturbation.get("labels") == TRAINED and self.design != TWO_GROUP:
                 raise NFBenchError(f"{at('perturbation')}.labels: {TRAINED!r} needs a treatment role "
                                    f"(a two-group statistic)")
-            if self.reference and "reference" not in perturbation:
+            if self.reference == "required" and "reference" not in perturbation:
                 raise NFBenchError(f"{at('perturbation')}.reference: required by this statistic")
-            if not self.reference and "reference" in perturbation:
+            if self.reference == "forbidden" and "reference" in perturbation:
                 raise NFBenchError(f"{at('perturbation')}.reference: not used by this statistic")
             if self.design == PER_ROLE or self.perturbation == "optional":
                 if "labels" in perturbation:
@@ -616,7 +616,7 @@ class Statistic:
 STATISTICS: dict[str, Statistic] = {}
 
 
-def _statistic(name: str, design: str, *, perturbation: str, layers: str, reference: bool = False,
+def _statistic(name: str, design: str, *, perturbation: str, layers: str, reference: str = "forbidden",
                overall: bool = False):
     def register(fn):
         STATISTICS[name] = Statistic(fn, design, perturbation, layers, reference, overall,
@@ -642,7 +642,7 @@ def sensitivity_ratio(ctx: _Context):
                                           ctx.role_mean("control", what, slots)))
 
 
-@_statistic("suppression_ratio", TWO_GROUP, perturbation="required", layers="required", reference=True,
+@_statistic("suppression_ratio", TWO_GROUP, perturbation="required", layers="required", reference="required",
             overall=True)
 def suppression_ratio(ctx: _Context):
     """[M_control(F)/M_treatment(F)] / [M_control(ref)/M_treatment(ref)]: the factor by which the
@@ -655,23 +655,29 @@ def suppression_ratio(ctx: _Context):
     return _layer_rows(ctx, slots, _ratio(by_f, by_ref))
 
 
-@_statistic("half_gap_depth", TWO_GROUP, perturbation="required", layers="all-only")
+@_statistic("half_gap_depth", TWO_GROUP, perturbation="required", layers="all-only", reference="optional")
 def half_gap_depth(ctx: _Context):
-    """With the gap g(l) = log M_control(l) − log M_treatment(l) along the layers, the relative
-    depth where g first reaches half its value at the logits (linear interpolation between
-    observed layers); undefined when the gap at the logits is not positive."""
+    """With the gap g(l) = log M_control(l) − log M_treatment(l) along the layers (minus the same
+    gap of the reference family, when one is given), the relative depth where g first reaches
+    half its value at the logits (linear interpolation between observed layers); undefined when
+    the gap at the logits is not positive."""
     slots = ctx.slots(["all"])
     ids = sorted({m for g in ctx.groups.values() for m in g})
     last = slots[-1]
     if any(ctx.stats[m].layers[last.index[m]] != "logits" for m in ids):
         raise _NotRun("the half-gap depth needs `logits` as every model's last observed layer")
-    what = ctx.sensitivity()
-    gap = _log(ctx.role_mean("control", what, slots)) - _log(ctx.role_mean("treatment", what, slots))
-    if not gap[0, -1] - gap[0, 0] > 0:
+
+    def gap(what):
+        return _log(ctx.role_mean("control", what, slots)) - _log(ctx.role_mean("treatment", what, slots))
+
+    g = gap(ctx.sensitivity())
+    if "reference" in ctx.subject:
+        g = g - gap(ctx.sensitivity(ctx.subject["reference"]))
+    if not g[0, -1] - g[0, 0] > 0:
         raise _NotRun("no gap at the logits (the treatment is not less sensitive there than the control), "
                       "so there is no half-gap depth")
     depth = np.array([s.depth for s in slots])
-    return [(ctx.label, _half_crossing(gap, depth))]
+    return [(ctx.label, _half_crossing(g, depth))]
 
 
 def _half_crossing(gap: np.ndarray, depth: np.ndarray) -> np.ndarray:
