@@ -149,8 +149,10 @@ def cmd_models_list(args) -> None:
 
 def cmd_suite_use(args) -> None:
     from .config import use_suite
+    from .stages.leaderboard import submitted_dir
 
     params = use_suite(args.name, Path(args.params))
+    submitted_dir(params).mkdir(parents=True, exist_ok=True)     # the leaderboard stage reads it, even empty
     print(f"{args.params}: suite {args.name} ({len(params['models'])} models); run `dvc repro`")
 
 

@@ -26,18 +26,19 @@ SUITES_DIR = Path("suites")
 SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models")
 GLOBAL_SECTIONS = ("suite", "device", "frames", "tracking")
 ROLES = ("standard", "augmentation", "adversarial", "noise", "other")
-SOURCES = ("local", "robustbench", "torchvision", "file")
+SOURCES = ("local", "robustbench", "torchvision", "timm", "file")
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
 MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations")
 _SOURCE_KEYS = {
     "robustbench": {"name": str, "dataset": str, "threat_model": str, "sha256": str},
     "torchvision": {"arch": str, "weights": str, "sha256": str},
+    "timm": {"name": str, "sha256": str},
     "file": {"entry_point": str, "checkpoint": str, "sha256": str, "url": str,
              "mean": list, "std": list, "layers": list},
 }
 _REQUIRED = {"robustbench": ("name", "dataset", "threat_model"), "torchvision": ("arch", "weights"),
-             "file": ("entry_point", "checkpoint", "sha256")}
+             "timm": ("name",), "file": ("entry_point", "checkpoint", "sha256")}
 
 
 def read_yaml(path: str | Path) -> Any:

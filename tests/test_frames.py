@@ -9,7 +9,15 @@ from torch import nn
 from benchmark.errors import NFBenchError
 from benchmark.frames import FrameResult, compute_frames
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Finite differences need float64; the default dtype is restored for other test files."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def fd_grams(model, x, frame, modules, h=1e-5):

@@ -9,6 +9,8 @@ Sources:
   robustbench  {name, dataset, threat_model}: RobustBench's checkpoint in
                models/robustbench/<dataset>/<threat_model>/<name>.pt, downloaded if absent
   torchvision  {arch, weights}: torchvision's weights through the torch hub cache
+  timm         {name}: `timm.create_model(name, pretrained=True)` (timm's own cache or download);
+               its sha256, when pinned, is that of the weights as installed here (model.safetensors)
   file         {entry_point "pkg.module:factory", checkpoint path or url, sha256}
 
 Integrity: downloads go to a temporary name, are checked (not an HTML error page, sha256 when
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib
 import os
 import re
@@ -36,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import NFBenchError
+from ..errors import NFBenchError, one_of
 from ..storage import code_version, read_json, sha256_file, write_json
 
 MODELS_DIR = Path("models")
@@ -116,7 +119,8 @@ def safe_torch_load(path: Path, what: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).split("\n\n")[-1].strip().splitlines()[0][:160]
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        first = next((line for line in lines if "Unsupported global" in line), lines[-1]).split(". ")[0][:160]
         raise NFBenchError(f"{what}: {path} holds pickled objects other than tensors ({first}); "
                            f"refusing to load it — save the state dict (or use safetensors)") from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
@@ -219,6 +223,11 @@ def build_architecture(spec: Mapping, arch: Mapping) -> nn.Module:
 
         net = torchvision.models.get_model(spec["arch"], weights=None, **arch.get("kwargs", {}))
         return add_pixel_normalization(net, IMAGENET_MEAN, IMAGENET_STD)
+    if source == "timm":
+        import timm
+
+        net = timm.create_model(spec["name"], pretrained=False, **arch.get("kwargs", {}))
+        return add_pixel_normalization(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"])
     if source == "file":
         net = entry_point(spec["entry_point"])()
         if not isinstance(net, nn.Module):
@@ -278,15 +287,16 @@ def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
 
 
 def fetch(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_DIR,
-          generative: bool = False, progress: bool = True) -> dict:
+          generative: bool = False, progress: bool = True, what: str | None = None) -> dict:
     """Make `models/<id>/` for one model (train, download or import it) and return its manifest.
 
     Downloaded and imported models are acquired before the dataset is touched, so a missing
     checkpoint is reported at once; then they are checked and evaluated on the suite's data.
+    `what` starts every error message (default `model '<id>'`; a model card names its file).
     """
     from ..data import load_dataset
 
-    what = f"model {model_id!r}"
+    what = what or f"model {model_id!r}"
     if spec["source"] == "local":
         data = load_dataset(params["data"]["dataset"], params["data"]["root"])
         if generative:
@@ -296,7 +306,7 @@ def fetch(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_
     else:
         net, source_info, arch = acquire(spec, root, what)
         data = load_dataset(params["data"]["dataset"], params["data"]["root"])
-        (check_autoencoder if generative else check_output_shape)(net, data, what)
+        (check_autoencoder if generative else check_classifier)(net, data, what)
     manifest = {"source": spec["source"], "role": "generative" if generative else spec["role"],
                 "spec": dict(spec), "architecture": arch, "data_hash": data.content_hash, **source_info}
     if not generative:
@@ -307,7 +317,7 @@ def fetch(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_
 def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict]:
     """Download or import a non-local model and verify it: (network, source record, architecture record)."""
     return {"robustbench": _acquire_robustbench, "torchvision": _acquire_torchvision,
-            "file": _acquire_file}[spec["source"]](spec, root, what)
+            "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
 
 
 def evaluate(net: nn.Module, data, params: Mapping, *, local: bool, spec: Mapping) -> dict:
@@ -406,17 +416,65 @@ def _acquire_torchvision(spec: Mapping, root: Path, what: str):
     return net, info, {"name": spec["arch"], "kwargs": {"num_classes": len(weights.meta["categories"])}}
 
 
+@contextlib.contextmanager
+def _hub_offline_unless_reachable(host: str) -> Iterator[None]:
+    """Without a route to the Hugging Face hub, read its cache only: huggingface_hub would
+    otherwise retry a failing download for most of a minute before giving up."""
+    import huggingface_hub.constants as hub
+
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    previous = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = previous or not reachable
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = previous
+
+
+def _acquire_timm(spec: Mapping, root: Path, what: str):
+    import timm
+
+    if not timm.is_model(spec["name"]):
+        raise NFBenchError(f"{what}: {one_of(spec['name'], timm.list_models(), 'timm model')}")
+    try:
+        with _network_timeout(), _hub_offline_unless_reachable("huggingface.co"):
+            net = timm.create_model(spec["name"], pretrained=True)
+    except Exception as exc:   # timm, huggingface_hub and urllib each raise their own types
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise NFBenchError(f"{what}: timm could not load the pretrained weights of {spec['name']} ({reason}); "
+                           f"without network they must already be in timm's cache") from exc
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    installed = hashlib.sha256(save(state)).hexdigest()
+    if "sha256" in spec and installed != spec["sha256"]:
+        raise NFBenchError(f"{what}: the sha256 of {spec['name']}'s weights (as model.safetensors) is "
+                           f"{installed}, expected {spec['sha256']}; refused")
+    info = {"source_checkpoint": {"timm": spec["name"], "sha256": installed}}
+    net = add_pixel_normalization(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"]).eval()
+    return net, info, {"name": spec["name"], "kwargs": {"num_classes": net.num_classes}}
+
+
 def _acquire_file(spec: Mapping, root: Path, what: str):
-    entry_point(spec["entry_point"])                      # fail on a bad entry point before any download
+    field = f"{what}.{{}}".format                          # errors name the spec key they concern
+    try:
+        entry_point(spec["entry_point"])                  # fail on a bad entry point before any download
+    except NFBenchError as exc:
+        raise NFBenchError(f"{field('entry_point')}: {exc}") from exc
     path = Path(spec["checkpoint"])
     downloaded = not path.is_file()
     if downloaded:
         if "url" not in spec:
-            raise NFBenchError(f"{what}: checkpoint {path} does not exist (and no url is given to download it from)")
-        download(spec["url"], path, what)
-    verify_sha256(path, spec["sha256"], what, keep_aside=downloaded)
-    state = load_state_file(path, what)
-    net = _load_into(build_architecture(spec, {}), state, what)
+            raise NFBenchError(f"{field('checkpoint')}: {path} does not exist "
+                               f"(and no url is given to download it from)")
+        download(spec["url"], path, field("url"))
+    verify_sha256(path, spec["sha256"], field("sha256"), keep_aside=downloaded)
+    state = load_state_file(path, field("checkpoint"))
+    net = _load_into(build_architecture(spec, {}), state, field("checkpoint"))
     info = {"source_checkpoint": {"path": str(path), "sha256": spec["sha256"],
                                   **({"url": spec["url"]} if "url" in spec else {})}}
     return net, info, {"name": spec["entry_point"]}
@@ -431,6 +489,33 @@ def check_output_shape(net: nn.Module, data, what: str) -> None:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise NFBenchError(f"{what}: the model maps a batch of 2 {data.name} images to {shape}; "
                            f"expected logits of shape {expected}")
+
+
+def check_classifier(net: nn.Module, data, what: str) -> None:
+    """A classifier the frames and the attack can use: logits of the right shape for the suite's
+    images, finite, the same on a second call, and differentiable with respect to the input."""
+    x = data.test.images(torch.arange(2)).requires_grad_(True)
+    try:
+        check_output_shape(net, data, what)
+        with torch.enable_grad():
+            out = net(x)
+        with torch.no_grad():
+            again = net(x)
+    except NFBenchError:
+        raise
+    except Exception as exc:   # whatever the model's own code raises
+        reason = (str(exc).splitlines() or [""])[0][:160]
+        raise NFBenchError(f"{what}: the model fails on a batch of 2 {data.name} images of shape "
+                           f"{tuple(x.shape)} ({type(exc).__name__}: {reason})") from exc
+    if not torch.isfinite(out).all():
+        raise NFBenchError(f"{what}: the model's logits for 2 {data.name} images contain NaN or inf")
+    if not torch.equal(out.detach(), again):
+        raise NFBenchError(f"{what}: the model gives different logits for the same images on a second call "
+                           f"(dropout or other randomness left on in eval mode?)")
+    grad = torch.autograd.grad(out.sum(), x, allow_unused=True)[0] if out.requires_grad else None
+    if grad is None or not torch.isfinite(grad).all() or not grad.any():
+        raise NFBenchError(f"{what}: the logits have no usable gradient with respect to the input "
+                           f"(frames and the PGD attack differentiate the model through its input)")
 
 
 def check_autoencoder(net: nn.Module, data, what: str) -> None:

@@ -26,6 +26,9 @@ TASKS = Path("tasks")
 REPORTS = Path("reports")
 CLAIMS = REPORTS / "claims.json"
 REFERENCE = REPORTS / "reference"
+SUBMISSIONS = Path("submissions")                 # <id>.yaml: model cards (SUBMITTING.md)
+SUBMITTED_MODELS = MODELS / "submissions"         # <id>/: submitted models, fetched like the suite's
+LEADERBOARD = Path("leaderboard")                 # <suite>/<id>.json submitted, <suite>-suite/<id>.json derived
 
 
 def resolve_device(setting: str) -> torch.device:

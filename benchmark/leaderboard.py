@@ -1,0 +1,497 @@
+"""The leaderboard: model cards, scores from frame statistics, verification, and its tables.
+
+A researcher describes a model in a card, `submissions/<id>.yaml` (SUBMITTING.md); `nfbench
+submit` scores it on the suite's fixed points and perturbations and writes one entry,
+`leaderboard/<suite>/<id>.json`.  The suite's own models get entries of the same form,
+derived from their frame statistics.  Tables are rendered from the entries alone.
+
+Every score is a function of two small summaries (`penultimate_summary`): the model's and the
+mean of the suite's standard models' (`reference`), so an entry carries everything needed to
+read and re-check its scores.  Everything here is pure except `load_card`, which reads the card.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from .config import DATASET_DIMS, MODEL_ID, ROLES, read_yaml, validate_model
+from .errors import NFBenchError, one_of
+from .metrics import FrameStatistics
+from .perturbations.augmentations import TRANSFORMS
+
+__all__ = ["Card", "load_card", "Score", "SCORES", "penultimate_summary", "layer_profile", "reference",
+           "scores", "compare", "sort_entries", "format_score", "leaderboard_markdown", "leaderboard_html"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Model cards
+
+TRAINING_TYPES = ROLES
+THREAT_MODELS = ("Linf", "L2")
+# card field -> required?; the order is the order SUBMITTING.md documents them in
+CARD_FIELDS = {"id": True, "display_name": True, "authors": True, "paper": False, "url": False,
+               "dataset": True, "model": True, "preprocessing": True, "training": True,
+               "reported": False, "license": True}
+# training details each training type may declare (besides `type` and free-text `details`)
+_TRAINING_DETAILS = {"standard": (), "augmentation": ("augmentations",), "adversarial": ("threat_model", "eps"),
+                     "noise": ("sigma",), "other": ("augmentations", "threat_model", "eps", "sigma")}
+_TRAINING_REQUIRED = {"augmentation": ("augmentations",), "adversarial": ("threat_model", "eps")}
+_REPORTED = ("clean_acc", "robust_acc", "eps", "note")
+
+
+@dataclass(frozen=True)
+class Card:
+    """A validated model card: the card as written and the model spec it defines.
+
+    spec is a params.yaml model entry (`config.validate_model`'s form): role = training type,
+    the source's own fields, display name, ε and trained augmentations.
+    """
+
+    path: Path
+    id: str
+    raw: dict
+    spec: dict
+
+
+def load_card(path: str | Path, params: Mapping) -> Card:
+    """Read and check a model card against the suite; errors name the card file and field."""
+    path = Path(path)
+    raw = read_yaml(path)
+    where = str(path)
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping of {', '.join(CARD_FIELDS)}")
+    for key in raw:
+        if key not in CARD_FIELDS:
+            raise NFBenchError(f"{where}: {one_of(str(key), CARD_FIELDS, 'field')}")
+    for key, required in CARD_FIELDS.items():
+        if required and key not in raw:
+            raise NFBenchError(f"{where}: {key}: missing (required: "
+                               f"{', '.join(k for k, r in CARD_FIELDS.items() if r)})")
+    card_id = raw["id"]
+    if not isinstance(card_id, str) or not MODEL_ID.match(card_id):
+        raise NFBenchError(f"{where}: id: must be letters, digits, '_' and '-' (starting with a letter or digit), "
+                           f"got {card_id!r}")
+    if card_id != path.stem:
+        raise NFBenchError(f"{where}: id: {card_id!r} must match the file name ({path.stem}.yaml)")
+    if card_id in params["models"] or card_id in params["generative"]:
+        raise NFBenchError(f"{where}: id: {card_id!r} is a model of suite {params['suite']}; choose another id")
+    for key in ("display_name", "license", "paper", "url"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            raise NFBenchError(f"{where}: {key}: must be a non-empty string, got {raw[key]!r}")
+    authors = raw["authors"]
+    if not isinstance(authors, list) or not authors or not all(isinstance(a, str) and a.strip() for a in authors):
+        raise NFBenchError(f"{where}: authors: must be a non-empty list of names, got {authors!r}")
+    dataset = params["data"]["dataset"]
+    if raw["dataset"] != dataset:
+        raise NFBenchError(f"{where}: dataset: {raw['dataset']!r}, but suite {params['suite']} evaluates on "
+                           f"{dataset!r}")
+    model = _mapping(raw["model"], f"{where}: model", "a mapping with source and the source's fields")
+    training = _training(raw["training"], model, f"{where}: training")
+    spec = {**model, **_preprocessing(raw["preprocessing"], model, DATASET_DIMS[dataset][0], where),
+            "role": training["type"], "display_name": raw["display_name"]}
+    if model.get("source") != "local":
+        spec.update({k: training[k] for k in ("eps", "augmentations") if k in training})
+    if "reported" in raw:
+        _reported(raw["reported"], f"{where}: reported")
+    return Card(path, card_id, dict(raw), validate_model(card_id, spec, f"{where}: model"))
+
+
+def _mapping(value: Any, where: str, valid: str) -> dict:
+    if not isinstance(value, Mapping):
+        raise NFBenchError(f"{where}: must be {valid}, got {value!r}")
+    return dict(value)
+
+
+def _number(value: Any, where: str, low: float = 0.0, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        valid = (f"a number in [{low:g}, {high:g}]" if high < math.inf else
+                 f"a number ≥ {low:g}" if low > -math.inf else "a number")
+        raise NFBenchError(f"{where}: must be {valid}, got {value!r}")
+    return float(value)
+
+
+def _training(value: Any, model: Mapping, where: str) -> dict:
+    """training: {type, details?, and the type's details}; a local model's details are its recipe."""
+    training = _mapping(value, where, f"a mapping with type ({', '.join(TRAINING_TYPES)})")
+    kind = training.get("type")
+    if kind is None:
+        raise NFBenchError(f"{where}.type: missing (one of {', '.join(TRAINING_TYPES)})")
+    if kind not in TRAINING_TYPES:
+        raise NFBenchError(f"{where}.type: {one_of(str(kind), TRAINING_TYPES, 'training type')}")
+    local = model.get("source") == "local"
+    allowed = ("type", "details") + (() if local else _TRAINING_DETAILS[kind])
+    for key in training:
+        if key not in allowed:
+            if local and key in _TRAINING_DETAILS["other"]:
+                raise NFBenchError(f"{where}.{key}: a local model's training is its recipe; set it under model")
+            raise NFBenchError(f"{where}.{key}: {one_of(str(key), allowed, f'field for training type {kind}')}")
+    if "details" in training and not isinstance(training["details"], str):
+        raise NFBenchError(f"{where}.details: must be a string, got {training['details']!r}")
+    if local:
+        recipe = model.get("recipe", "standard")
+        if recipe != kind:
+            raise NFBenchError(f"{where}.type: {kind!r}, but model.recipe is {recipe!r} "
+                               f"(a local model's training type is its recipe)")
+        return training
+    for key in _TRAINING_REQUIRED.get(kind, ()):
+        if key not in training:
+            raise NFBenchError(f"{where}.{key}: missing (training type {kind} declares "
+                               f"{' and '.join(_TRAINING_REQUIRED[kind])})")
+    if "augmentations" in training:
+        names = training["augmentations"]
+        if not isinstance(names, list):
+            raise NFBenchError(f"{where}.augmentations: must be a list of frame transforms, got {names!r}")
+        for name in names:
+            if name not in TRANSFORMS:
+                raise NFBenchError(f"{where}.augmentations: {one_of(str(name), TRANSFORMS, 'frame transform')}")
+    threat = training.get("threat_model", THREAT_MODELS[0])
+    if threat not in THREAT_MODELS:
+        raise NFBenchError(f"{where}.threat_model: {one_of(str(threat), THREAT_MODELS, 'threat model')}")
+    for key in ("eps", "sigma"):
+        if key in training:
+            _number(training[key], f"{where}.{key}")
+    return training
+
+
+def _preprocessing(value: Any, model: Mapping, channels: int, where: str) -> dict:
+    """`none` (the network takes [0,1] pixels) or {mean, std} per channel (source file only)."""
+    for key in ("mean", "std"):
+        if key in model:
+            raise NFBenchError(f"{where}: model.{key}: give the normalization as preprocessing: {{mean, std}}")
+    if value == "none":
+        return {}
+    stats = _mapping(value, f"{where}: preprocessing", "none or {mean: [...], std: [...]} with one value per channel")
+    if set(stats) != {"mean", "std"}:
+        odd = sorted(set(stats) - {"mean", "std"})
+        raise NFBenchError(f"{where}: preprocessing: " + (one_of(str(odd[0]), ("mean", "std"), "key") if odd
+                                                         else "needs both mean and std"))
+    if model.get("source") != "file":
+        raise NFBenchError(f"{where}: preprocessing: source {model.get('source')} models normalize inside; "
+                           f"use none (mean/std are for source file)")
+    for key, low in (("mean", -math.inf), ("std", 1e-12)):
+        values = stats[key]
+        if not isinstance(values, list) or len(values) != channels:
+            raise NFBenchError(f"{where}: preprocessing.{key}: must be a list of {channels} number(s), "
+                               f"one per channel, got {values!r}")
+        for v in values:
+            _number(v, f"{where}: preprocessing.{key}", low=low)
+    return {key: [float(v) for v in stats[key]] for key in ("mean", "std")}
+
+
+def _reported(value: Any, where: str) -> None:
+    reported = _mapping(value, where, f"a mapping of {', '.join(_REPORTED)}")
+    for key, v in reported.items():
+        if key not in _REPORTED:
+            raise NFBenchError(f"{where}: {one_of(str(key), _REPORTED, 'field')}")
+        if key in ("clean_acc", "robust_acc"):
+            _number(v, f"{where}.{key}", high=1.0)
+        elif key == "eps":
+            _number(v, f"{where}.{key}")
+        elif not isinstance(v, str):
+            raise NFBenchError(f"{where}.{key}: must be a string, got {v!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+
+
+@dataclass(frozen=True)
+class Score:
+    """One leaderboard column.
+
+    better:    which end the leaderboard sorts first ("lower" or "higher")
+    tolerance: relative: a recomputed value reproduces when |new − old| ≤ tolerance·max(|new|, |old|);
+               0 means exactly
+    """
+
+    title: str
+    better: str
+    tolerance: float
+    definition: str
+
+
+# Deterministic CPU frames reproduce to rounding; 1e-6 leaves room for a different BLAS or thread count.
+FRAME_TOLERANCE = 1e-6
+SCORES = {
+    "augmentation_invariance": Score(
+        "aug. invariance ↓", "lower", FRAME_TOLERANCE,
+        "geometric mean over the frame's augmentations of the model's relative sensitivity along each "
+        "augmentation tangent at the penultimate layer, relative to the suite's standard models' and "
+        "divided by the same ratio for noise directions (< 1: more invariant to the augmentation than a "
+        "standard model, beyond any general change in sensitivity)"),
+    "noise_suppression": Score(
+        "noise sensitivity ↓", "lower", FRAME_TOLERANCE,
+        "relative sensitivity along random noise directions at the penultimate layer, divided by the "
+        "suite's standard models' (< 1: suppresses noise more than a standard model)"),
+    "on_manifold_retention": Score(
+        "on-manifold retention ↑", "higher", FRAME_TOLERANCE,
+        "relative sensitivity along the generative model's decoder directions over that along noise, "
+        "at the penultimate layer (> 1: on-manifold changes are kept more than random ones)"),
+    "effective_rank": Score(
+        "eff. rank ↑", "higher", FRAME_TOLERANCE,
+        "effective rank (participation ratio of the cosine Gram) of the whole frame at the penultimate "
+        "layer: how many directions the perturbations still span there"),
+    "clean_acc": Score("clean acc.", "higher", 0.0, "accuracy on the suite's evaluation split"),
+    "robust_acc": Score("robust acc.", "higher", 0.0, "accuracy under the suite's PGD-L∞ attack at its ε"),
+}
+BY_LABEL = "augmentation_invariance_by_label"    # per-augmentation ratios, same tolerance as their mean
+
+
+def _point_mean(values: torch.Tensor) -> float | None:
+    """nan-aware mean over the evaluation points; None where no point defines it."""
+    mean = float(values.to(torch.float64).nanmean())
+    return mean if math.isfinite(mean) else None
+
+
+def penultimate_summary(stats: FrameStatistics) -> dict:
+    """What the scores read from a model's statistics: point means at the penultimate layer.
+
+    labels: relative sensitivity along each augmentation tangent; families: mean relative
+    sensitivity of each family; effective_rank: of the whole frame.
+    """
+    p = stats.penultimate
+    if p is None:
+        raise NFBenchError(f"model {stats.meta.get('id', '?')}: no penultimate layer was observed "
+                           f"(layers: {', '.join(stats.layers)}); the scores are defined there")
+    augmentations = [l for l, f in zip(stats.labels, stats.families) if f == "augmentation"]
+    return {"layer": stats.layers[p],
+            "labels": {l: _point_mean(stats.label(l)[p]) for l in dict.fromkeys(augmentations)},
+            "families": {f: _point_mean(stats.family(f)[p]) for f in stats.family_names},
+            "effective_rank": _point_mean(stats.rank[p])}
+
+
+def layer_profile(stats: FrameStatistics) -> dict:
+    """Per observed layer, each family's mean relative sensitivity (for the sparklines)."""
+    return {"layers": list(stats.layers), "depth": [float(d) for d in stats.depth],
+            "families": {f: [_point_mean(row) for row in stats.family(f)] for f in stats.family_names}}
+
+
+def reference(summaries: Iterable[Mapping]) -> dict:
+    """The standard models' summary: per label and family, the mean over models of their summaries."""
+    summaries = list(summaries)
+    if not summaries:
+        raise NFBenchError("the suite has no standard models with statistics; the scores are relative to them")
+
+    def mean(values: list) -> float | None:
+        return None if any(v is None for v in values) else sum(values) / len(values)
+
+    return {part: {key: mean([s[part].get(key) for s in summaries]) for key in summaries[0][part]}
+            for part in ("labels", "families")}
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return None if num is None or den is None or den <= 0 else num / den
+
+
+def _geometric_mean(values: list[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return 0.0 if min(values) == 0 else math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def scores(summary: Mapping, ref: Mapping, accuracy: Mapping) -> dict:
+    """The leaderboard scores of one model (see SCORES); None where undefined for this suite."""
+    missing = set(summary["labels"]) ^ set(ref["labels"])
+    if missing:
+        raise NFBenchError(f"the model's frame and the reference's differ in augmentations "
+                           f"({', '.join(sorted(missing))}); both must come from the suite's perturbation settings")
+    families = summary["families"]
+    noise = _ratio(families.get("noise"), ref["families"].get("noise"))
+    by_label = {l: _ratio(_ratio(v, ref["labels"][l]), noise) for l, v in summary["labels"].items()}
+    return {"augmentation_invariance": _geometric_mean(list(by_label.values())),
+            BY_LABEL: by_label,
+            "noise_suppression": noise,
+            "on_manifold_retention": _ratio(families.get("generative"), families.get("noise")),
+            "effective_rank": summary["effective_rank"],
+            "clean_acc": accuracy.get("clean_acc"), "robust_acc": accuracy.get("robust_acc")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification
+
+# provenance that must be identical for a recomputed entry to count as the same computation
+EXACT_PROVENANCE = ("card_sha256", "checkpoint_sha256", "points_sha256", "generative_sha256", "reference_sha256")
+
+
+def _close(old, new, tolerance: float) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    return abs(new - old) <= tolerance * max(abs(new), abs(old))
+
+
+def compare(entry: Mapping, recomputed: Mapping) -> tuple[bool, list[dict]]:
+    """Compare an entry with its recomputation: (all reproduce, one row per checked value)."""
+    rows = []
+    for name, score in SCORES.items():
+        rows.append(_row(name, entry["scores"].get(name), recomputed["scores"].get(name), score.tolerance))
+        if name == "augmentation_invariance":
+            old, new = entry["scores"].get(BY_LABEL) or {}, recomputed["scores"].get(BY_LABEL) or {}
+            rows += [_row(f"{name}[{label}]", old.get(label), new.get(label), score.tolerance)
+                     for label in dict.fromkeys([*old, *new])]
+    for key in EXACT_PROVENANCE:
+        old, new = entry["provenance"].get(key), recomputed["provenance"].get(key)
+        rows.append({"value": key, "entry": old, "recomputed": new, "tolerance": "exact",
+                     "status": "ok" if old == new else "differs"})
+    return all(r["status"] == "ok" for r in rows), rows
+
+
+def _row(name: str, old, new, tolerance: float) -> dict:
+    return {"value": name, "entry": old, "recomputed": new,
+            "tolerance": f"{tolerance:g} relative" if tolerance else "exact",
+            "status": "ok" if _close(old, new, tolerance) else "differs"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+_FAMILY_COLOURS = {"augmentation": "#2ca02c", "noise": "#9467bd", "generative": "#ff7f0e"}
+
+
+def sort_entries(entries: Iterable[Mapping], by: str) -> list[Mapping]:
+    """Best first by one score (its `better` end first); undefined values last, then by id."""
+    if by not in SCORES:
+        raise NFBenchError(f"--sort: {one_of(by, SCORES, 'score')}")
+    sign = 1 if SCORES[by].better == "lower" else -1
+    return sorted(entries, key=lambda e: (e["scores"].get(by) is None, sign * (e["scores"].get(by) or 0), e["id"]))
+
+
+def format_score(name: str, value) -> str:
+    """A score as the tables show it: accuracies in percent, the rest to three decimals."""
+    if value is None:
+        return "—"
+    return f"{value:.1%}" if name.endswith("_acc") else f"{value:.3f}"
+
+
+def _link(entry: Mapping) -> str | None:
+    card = entry.get("card") or {}
+    return card.get("paper") or card.get("url")
+
+
+def _kind(entry: Mapping) -> str:
+    return "suite" if entry["kind"] == "suite" else "submitted"
+
+
+def _headers(entries: list[Mapping]) -> list[str]:
+    eps = {e["eps"] for e in entries}
+    robust = f"robust acc. (ε={eps.pop():g})" if len(eps) == 1 else "robust acc."
+    return [SCORES[k].title if k != "robust_acc" else robust for k in SCORES]
+
+
+def leaderboard_markdown(entries: Iterable[Mapping], suite: str, by: str) -> str:
+    """reports/leaderboard.md: the scores table, then invariance per augmentation."""
+    entries = sort_entries(entries, by)
+    rows = []
+    for i, e in enumerate(entries, 1):
+        name = e["display_name"].replace("|", "\\|")
+        link = _link(e)
+        rows.append([i, f"[{name}]({link})" if link else name, f"`{e['id']}`", _kind(e), e["role"],
+                     *(format_score(k, e["scores"].get(k)) for k in SCORES)])
+    labels = list(dict.fromkeys(l for e in entries for l in e["scores"].get(BY_LABEL) or {}))
+    per_label = [[f"`{e['id']}`", *(format_score(l, (e["scores"].get(BY_LABEL) or {}).get(l)) for l in labels)]
+                 for e in entries]
+    lines = [f"# Leaderboard — suite `{suite}`", "",
+             f"Neural-frame profile of every model, sorted by {SCORES[by].title.rstrip(' ↑↓')} "
+             f"({SCORES[by].better} first).  Scores are read at each model's penultimate layer from its "
+             f"frame statistics on the suite's fixed evaluation points; ↓/↑ mark the end that sorts first.  "
+             f"Definitions and how to submit a model: [SUBMITTING.md](../SUBMITTING.md).", "",
+             tabulate(rows, headers=["#", "model", "id", "entry", "training", *_headers(entries)],
+                      tablefmt="github", disable_numparse=True), "",
+             "## Augmentation invariance per transform", "",
+             "The model's relative sensitivity along each augmentation tangent at the penultimate layer "
+             "over the suite's standard models', divided by the same ratio for noise (< 1: more invariant).", "",
+             tabulate(per_label, headers=["id", *labels], tablefmt="github", disable_numparse=True), "",
+             "## Definitions", ""]
+    lines += [f"- **{s.title.rstrip(' ↑↓')}** (`{k}`): {s.definition}." for k, s in SCORES.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _sparkline(profile: Mapping, low: float, high: float, width: int = 120, height: int = 28) -> str:
+    """Inline SVG: each family's sensitivity against relative depth, log scale shared by all rows."""
+    top, span = math.log10(high), math.log10(high) - math.log10(low) or 1.0
+    lines = []
+    for family, values in profile["families"].items():
+        points = [(d, v) for d, v in zip(profile["depth"], values) if v is not None and v > 0]
+        coords = " ".join(f"{1 + d * (width - 2):.1f},{1 + (height - 2) * (top - math.log10(v)) / span:.1f}"
+                          for d, v in points)
+        lines.append(f'<polyline fill="none" stroke="{_FAMILY_COLOURS.get(family, "#7f7f7f")}" '
+                     f'stroke-width="1.5" points="{coords}"><title>{html.escape(family)}</title></polyline>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img">{"".join(lines)}</svg>')
+
+
+_SORT_SCRIPT = """
+document.querySelectorAll("th[data-col]").forEach(th => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], col = th.cellIndex;
+  const ascending = th.dataset.order !== "asc";
+  th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.order);
+  th.dataset.order = ascending ? "asc" : "desc";
+  const key = row => row.cells[col].dataset.value;
+  Array.from(body.rows).sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === "" || y === "") return (x === "") - (y === "");
+    const nx = Number(x), ny = Number(y);
+    const c = isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny;
+    return ascending ? c : -c;
+  }).forEach(row => body.appendChild(row));
+}));
+"""
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 14px; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }
+td.text, th.text { text-align: left; }
+th[data-col] { cursor: pointer; user-select: none; }
+th[data-order="asc"]::after { content: " ▲"; } th[data-order="desc"]::after { content: " ▼"; }
+.legend span { margin-right: 1em; }
+"""
+
+
+def leaderboard_html(entries: Iterable[Mapping], suite: str, by: str) -> str:
+    """reports/leaderboard.html: the scores table, sortable by clicking a header, with one
+    sparkline per model of its family sensitivities along depth; no external resources."""
+    entries = sort_entries(entries, by)
+    values = [v for e in entries for vs in e["profile"]["families"].values() for v in vs if v is not None and v > 0]
+    low, high = (min(values), max(values)) if values else (0.1, 1.0)
+    esc = html.escape
+
+    def cell(value, text: str, kind: str = "") -> str:
+        return f'<td class="{kind}" data-value="{esc(str(value))}">{text}</td>'
+
+    head = [("#", ""), ("model", "text"), ("entry", "text"), ("training", "text"),
+            *((h, "") for h in _headers(entries)), ("profile (sensitivity vs depth)", "text")]
+    header = "".join(f'<th class="{kind}" data-col>{esc(h)}</th>' if i < len(head) - 1
+                     else f'<th class="{kind}">{esc(h)}</th>' for i, (h, kind) in enumerate(head))
+    rows = []
+    for i, e in enumerate(entries, 1):
+        link = _link(e)
+        name = esc(e["display_name"])
+        name = f'<a href="{esc(link)}">{name}</a>' if link else name
+        scores_cells = [cell("" if e["scores"].get(k) is None else repr(e["scores"][k]),
+                             format_score(k, e["scores"].get(k))) for k in SCORES]
+        rows.append("<tr>" + cell(i, str(i)) + cell(e["display_name"], f"{name}<br><code>{esc(e['id'])}</code>", "text")
+                    + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text")
+                    + "".join(scores_cells) + f'<td class="text">{_sparkline(e["profile"], low, high)}</td></tr>')
+    legend = "".join(f'<span style="color:{c}">━ {f}</span>' for f, c in _FAMILY_COLOURS.items())
+    definitions = "".join(f"<li><b>{esc(s.title.rstrip(' ↑↓'))}</b>: {esc(s.definition)}.</li>"
+                          for s in SCORES.values())
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>nfbench leaderboard — {esc(suite)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>Leaderboard — suite <code>{esc(suite)}</code></h1>",
+        f"<p>Sorted by {esc(SCORES[by].title)}; click a header to sort by it.  Scores at the penultimate layer "
+        f"(see SUBMITTING.md).  Profile: relative sensitivity (log scale, shared by all rows) against "
+        f"relative depth. <span class=\"legend\">{legend}</span></p>",
+        f"<table><thead><tr>{header}</tr></thead><tbody>", *rows, "</tbody></table>",
+        f"<h2>Definitions</h2><ul>{definitions}</ul>",
+        f"<script>{_SORT_SCRIPT}</script>", "</body></html>", ""])
+

@@ -1,0 +1,217 @@
+"""`nfbench submit CARD` and `nfbench leaderboard [verify ID]`: leaderboard entries and tables.
+
+  submissions/<id>.yaml                model cards (SUBMITTING.md)
+  models/submissions/<id>/             submitted models, fetched and verified like the suite's
+  leaderboard/<suite>/<id>.json        submitted entries: a card scored by `nfbench submit`
+  leaderboard/<suite>-suite/<id>.json  the suite's own models, derived from metrics/points by
+                                       `nfbench leaderboard` (a DVC stage output)
+  reports/leaderboard.md, .html        rendered from the entry files alone
+
+A submission is scored against the suite entries: their standard models are the reference, and
+the evaluation points, autoencoder and parameters they were computed with must be this
+checkout's.  So a fresh clone needs only the points and the autoencoder
+(`dvc repro data fetch_generative`) to score a card, not the suite's models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from .. import leaderboard as lb
+from ..errors import NFBenchError, one_of
+from ..metrics import FrameStatistics, frame_statistics
+from ..models import zoo
+from ..storage import code_version, read_json, sha256_file, sha256_json, write_json, write_text
+from . import (LEADERBOARD, MODEL_METRICS, MODELS, POINTS, REPORTS, STATISTICS, SUBMISSIONS, SUBMITTED_MODELS,
+               announce, resolve_device)
+from .data import load_points
+from .frames import model_frames
+from .metrics import model_record
+
+DEFAULT_SORT = "augmentation_invariance"
+# provenance every entry of a suite shares; a submission must match the suite entries' values
+_SHARED = {"params_sha256": "parameter set (params.yaml)",
+           "points_sha256": "set of evaluation points (data/points.safetensors)",
+           "generative_sha256": "autoencoder (models/<generative model>)"}
+
+
+def submitted_dir(params: Mapping) -> Path:
+    return LEADERBOARD / params["suite"]
+
+
+def suite_dir(params: Mapping) -> Path:
+    return LEADERBOARD / f"{params['suite']}-suite"
+
+
+def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> dict:
+    """Score a model card and write its entry, then re-render the leaderboard.
+
+    Nothing under leaderboard/ or reports/ is written unless every check and computation passed.
+    """
+    with announce("submit") as info:
+        card = lb.load_card(card_path, params)
+        if card.path.resolve().parent != SUBMISSIONS.resolve():
+            raise NFBenchError(f"{card.path}: model cards live in {SUBMISSIONS}/ (where `nfbench leaderboard "
+                               f"verify` finds them); move it to {SUBMISSIONS}/{card.id}.yaml")
+        path = submitted_dir(params) / f"{card.id}.json"
+        if path.exists() and not replace:
+            raise NFBenchError(f"{card.path}: id: {card.id!r} already has an entry ({path}); "
+                               f"pass --replace to overwrite it")
+        entry = score_card(params, card, SUBMITTED_MODELS)
+        write_json(path, entry)
+        render(params)
+        s = entry["scores"]
+        info["did"] = f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in lb.SCORES)
+        info["out"] = f"{path}, {REPORTS}/leaderboard.md"
+    return entry
+
+
+def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
+    """The entry of a card: fetch and check the model, then its frames, statistics and scores."""
+    suite_entries = read_entries(suite_dir(params))
+    if not suite_entries:
+        raise NFBenchError(f"no suite entries in {suite_dir(params)}/ to score against; run the suite's "
+                           f"pipeline and `nfbench leaderboard` (dvc repro leaderboard)")
+    context = _context(params)
+    for key, what in _SHARED.items():
+        theirs = {e["provenance"][key] for e in suite_entries}
+        if theirs != {context[key]}:
+            raise NFBenchError(f"this checkout's {what} is not the one the entries in {suite_dir(params)}/ "
+                               f"were computed with; rerun the suite's pipeline (dvc repro) so they agree")
+    standard = [e for e in suite_entries if e["role"] == "standard"]
+    reference = lb.reference(e["penultimate"] for e in standard)
+    with _importable(SUBMISSIONS):
+        manifest = zoo.fetch(card.id, card.spec, params, root=models_root, what=f"{card.path}: model")
+        result = model_frames(params, card.id, card.spec, models_root=models_root)
+    stats = frame_statistics(result, model_record(params, card.id, card.spec, manifest))
+    provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml", "card_sha256": sha256_file(card.path),
+                  "evaluated_on": manifest["accuracy"]["evaluated_on"],
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return _entry(params, stats, card.spec, manifest["sha256"], reference, [e["id"] for e in standard],
+                  provenance, card=card.raw)
+
+
+def refresh(params: Mapping) -> bool:
+    """Write the suite's entries from metrics/points; False (nothing written) when this checkout
+    holds no statistics of the suite's models."""
+    ids = list(params["models"])
+    paths = {m: STATISTICS / f"{m}.safetensors" for m in ids}
+    if not all(p.is_file() for p in paths.values()) or not all((MODEL_METRICS / f"{m}.json").is_file() for m in ids):
+        return False
+    stats = {m: FrameStatistics.load(p) for m, p in paths.items()}
+    if any(s.meta.get("suite") != params["suite"] for s in stats.values()):
+        return False
+    standard = [m for m in ids if stats[m].meta["role"] == "standard"]
+    reference = lb.reference(lb.penultimate_summary(stats[m]) for m in standard)
+    context = _context(params)
+    out = suite_dir(params)
+    for m in ids:
+        fetched = read_json(MODEL_METRICS / f"{m}.json")
+        write_json(out / f"{m}.json", _entry(params, stats[m], params["models"][m], fetched["sha256"], reference,
+                                             standard, {**context, "evaluated_on": fetched.get("evaluated_on")}))
+    for stale in out.glob("*.json"):
+        if stale.stem not in params["models"]:
+            stale.unlink()
+    return True
+
+
+def render(params: Mapping, sort: str = DEFAULT_SORT) -> list[Path]:
+    """reports/leaderboard.md and .html from the suite's and the submitted entries."""
+    entries = read_entries(suite_dir(params)) + read_entries(submitted_dir(params))
+    pages = {REPORTS / "leaderboard.md": lb.leaderboard_markdown(entries, params["suite"], sort),
+             REPORTS / "leaderboard.html": lb.leaderboard_html(entries, params["suite"], sort)}
+    for path, text in pages.items():
+        write_text(path, text)
+    return list(pages)
+
+
+def run(params: Mapping, sort: str = DEFAULT_SORT) -> None:
+    """`nfbench leaderboard`: refresh the suite's entries (when its statistics are here) and render."""
+    if sort not in lb.SCORES:
+        raise NFBenchError(f"--sort: {one_of(sort, lb.SCORES, 'score')}")
+    with announce("leaderboard") as info:
+        refreshed = refresh(params)
+        written = render(params, sort)
+        n = len(read_entries(submitted_dir(params)))
+        info["did"] = (f"{'refreshed' if refreshed else 'kept (no statistics of the suite here)'} "
+                       f"{len(read_entries(suite_dir(params)))} suite entries, {n} submitted")
+        info["out"] = ", ".join(map(str, written))
+
+
+def verify(params: Mapping, model_id: str) -> tuple[Path, bool, list[dict]]:
+    """Recompute a submitted entry from its card (into a temporary models directory) and compare."""
+    path = submitted_dir(params) / f"{model_id}.json"
+    if not path.is_file():
+        if model_id in params["models"]:
+            raise NFBenchError(f"{model_id!r} is a model of suite {params['suite']}: its entry is derived from "
+                               f"metrics/points by `nfbench leaderboard`, not recomputed from a card")
+        known = [p.stem for p in submitted_dir(params).glob("*.json")]
+        raise NFBenchError(f"{one_of(model_id, known, 'submitted entry')} (in {submitted_dir(params)}/)")
+    entry = read_json(path)
+    card = lb.load_card(SUBMISSIONS / f"{model_id}.yaml", params)
+    with tempfile.TemporaryDirectory(prefix="nfbench-verify-") as root:
+        recomputed = score_card(params, card, Path(root))
+    ok, rows = lb.compare(entry, recomputed)
+    return path, ok, rows
+
+
+def read_entries(directory: Path) -> list[dict]:
+    """The entries in one directory, by file name."""
+    entries = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            entries.append(read_json(path))
+        except ValueError as exc:
+            raise NFBenchError(f"{path}: not a leaderboard entry ({exc})") from exc
+    return entries
+
+
+@contextlib.contextmanager
+def _importable(directory: Path) -> Iterator[None]:
+    """Let entry points name modules kept beside the cards (submissions/<module>.py).
+
+    Appended, not prepended: an installed package of the same name wins over a card's module.
+    """
+    path = str(directory.resolve())
+    sys.path.append(path)
+    try:
+        yield
+    finally:
+        sys.path.remove(path)
+
+
+def _context(params: Mapping) -> dict:
+    """Provenance shared by every entry computed in this checkout with these parameters."""
+    _, _, _, points_meta = load_points(POINTS)
+    generative = params["perturbations"].get("generative")
+    autoencoder = None
+    if generative:
+        autoencoder = zoo.read_manifest(generative["model"], MODELS)
+        if autoencoder is None:
+            raise NFBenchError(f"the autoencoder {generative['model']!r} has not been fetched; run "
+                               f"`nfbench fetch {generative['model']}` (or dvc repro fetch_generative)")
+    scored = {"data": {k: v for k, v in params["data"].items() if k != "root"}, "attack": params["attack"],
+              "perturbations": params["perturbations"], "generative": params["generative"],
+              "frames": {k: v for k, v in params["frames"].items() if k != "chunk_size"}}
+    return {"code_version": code_version(), "params_sha256": sha256_json(scored),
+            "dataset_hash": points_meta["content_hash"], "points_sha256": sha256_file(POINTS),
+            "generative_sha256": autoencoder["sha256"] if autoencoder else None,
+            "device": resolve_device(params["device"]).type}
+
+
+def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sha256: str, reference: Mapping,
+           reference_models: list[str], provenance: Mapping, *, card: Mapping | None = None) -> dict:
+    record = stats.meta
+    summary = lb.penultimate_summary(stats)
+    return {"id": record["id"], "suite": params["suite"], "kind": "submission" if card else "suite",
+            "display_name": record["display_name"], "role": record["role"], "eps": float(params["attack"]["eps"]),
+            "card": dict(card) if card else None, "spec": dict(spec),
+            "penultimate": summary, "profile": lb.layer_profile(stats),
+            "scores": lb.scores(summary, reference, record["accuracy"]),
+            "provenance": {**provenance, "checkpoint_sha256": checkpoint_sha256,
+                           "reference_sha256": sha256_json(reference), "reference_models": list(reference_models)}}
