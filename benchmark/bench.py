@@ -100,13 +100,17 @@ def run_method(case: Case, method: str, model, x, v):
     raise ValueError(method)
 
 
-def time_methods(case: Case, repeats: int) -> tuple[dict[str, float], float]:
-    """Minimum wall time per method over interleaved repeats; FD relative error vs the engine."""
+def time_methods(case: Case, repeats: int, min_seconds: float = 2.0) -> tuple[dict[str, float], float]:
+    """Minimum wall time per method over interleaved rounds; FD relative error vs the engine.
+
+    At least `repeats` rounds, and more until every method has run for `min_seconds` in all:
+    a 30 ms forward pass needs many samples before its minimum stops moving on a busy machine.
+    """
     model, x, v = case.build()
-    times = {m: [] for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
     for m in METHODS:                                   # warm-up (allocator, kernels)
         run_method(case, m, model, x, v)
-    for _ in range(repeats):
+    while len(times["plain"]) < repeats or min(sum(t) for t in times.values()) < min_seconds:
         for m in METHODS:
             _sync(case.device)
             t0 = time.perf_counter()

@@ -17,11 +17,13 @@ import functools
 import json
 import math
 import re
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import jvp, vmap
 
@@ -101,56 +103,56 @@ class _Sink:
     def __init__(self):
         self.grams: dict[int, torch.Tensor] = {}   # slot -> [P, m, m] float64 (CPU)
         self.norms: dict[int, torch.Tensor] = {}   # slot -> [P] float64 (CPU)
+        self.vectors = 0                            # m, the frame vectors of this push
 
 
-# The two functions below return a dummy scalar rather than their input: returning an input
-# makes the function transforms copy it, a full pass over every observed layer's tangents.
+_SINKS: list["_Sink"] = []   # the sink of the push in progress (pushes do not nest or run in threads)
 
-class _Reduce(torch.autograd.Function):
-    """Sink whose vmap rule sees the whole batch of tangents at once and keeps their Gram.
 
-    Under `vmap(jvp(...))` each vmapped call sees one tangent; this rule receives the physical
-    [m, P, ...] tensor, so the k×k Gram is formed right where the layer's tangents appear and
-    the tangents themselves are freed as the forward pass moves on.
+@torch.library.custom_op("nfbench::gram_sink", mutates_args=())
+def _gram_sink(tangent: torch.Tensor, slot: int) -> torch.Tensor:
+    """Record the Gram of a layer's tangents in the active sink; returns a dummy scalar.
+
+    Under `vmap(jvp(...))` each vmapped call sees one tangent; the vmap rule below receives the
+    physical [m, P, ...] tensor instead, so the k×k Gram is formed right where the layer's
+    tangents appear and they are freed as the forward pass moves on.  (A custom op: its vmap
+    rule costs half of an autograd.Function's under the jvp transform.  It returns a dummy:
+    returning its input would make the transforms copy every observed layer's tangents.)
     """
-
-    @staticmethod
-    def forward(t, sink, slot):
-        return t.new_zeros(())
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        pass
-
-    @staticmethod
-    def vmap(info, in_dims, t, sink, slot):
-        dim = in_dims[0]
-        batch = t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
-        sink.grams[slot] = _gram(batch)
-        return t.new_zeros(info.batch_size), 0
+    _SINKS[-1].grams[slot] = _gram(tangent.unsqueeze(0))
+    return tangent.new_zeros(())
 
 
-class _Tap(torch.autograd.Function):
-    """Records the activation's norm (primal) and routes its tangent to _Reduce."""
+@_gram_sink.register_fake
+def _(tangent, slot):
+    return tangent.new_zeros(())
 
-    generate_vmap_rule = True
 
-    @staticmethod
-    def forward(x, sink, slot):
-        sink.norms[slot] = _norms(x)
-        return x.new_zeros(())
+@_gram_sink.register_vmap
+def _(info, in_dims, tangent, slot):
+    dim = in_dims[0]
+    batch = tangent.movedim(dim, 0) if dim is not None else tangent.expand(info.batch_size, *tangent.shape)
+    _SINKS[-1].grams[slot] = _gram(batch)
+    return tangent.new_zeros(info.batch_size), 0
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.sink, ctx.slot = inputs[1], inputs[2]
 
-    @staticmethod
-    def jvp(ctx, t, *_):
-        return _Reduce.apply(t, ctx.sink, ctx.slot)
+def _reduce_dual(sink: "_Sink", slot: int, output: torch.Tensor) -> None:
+    """Inside `jvp`: the activation's norm from the primal, the Gram from the tangent batch."""
+    primal, tangent = fwAD.unpack_dual(output)
+    sink.norms[slot] = _norms(primal)
+    if tangent is None:          # the output does not depend on the input: its tangents are 0
+        k = sink.vectors
+        sink.grams[slot] = torch.zeros(primal.shape[0], k, k, dtype=torch.float64)
+    else:
+        _gram_sink(tangent, slot)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(x.shape[0], -1).double().norm(dim=1).cpu()
+    return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1, dtype=torch.float64).cpu()
+
+
+# Modules whose output holds exactly their input's values, reshaped (Dropout: in eval mode).
+_SAME_VALUES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout)
 
 
 class _Observer:
@@ -164,21 +166,29 @@ class _Observer:
         self.slots = {(l.module, l.call): i for i, l in enumerate(layers)}
         self.calls: dict[str, int] = {}
         self.sink = _Sink()
+        self.observed: dict[int, tuple] = {}      # id of an observed output -> (weak reference, slot)
         self.reduce: Callable[[int, torch.Tensor], None] = lambda slot, out: None
         named = dict(model.named_modules())
         modules = dict.fromkeys(l.module for l in layers if l.module not in (INPUT, LOGITS))
         self.handles = [named[m].register_forward_hook(self._hook(m)) for m in modules]
 
     def _hook(self, module: str):
-        def hook(_module, _inputs, output):
+        def hook(mod, inputs, output):
             call = self.calls[module] = self.calls.get(module, -1) + 1
             slot = self.slots.get((module, call))
-            if slot is not None:
+            if slot is None:
+                return
+            ref, source = self.observed.get(id(inputs[0]), (None, None)) if isinstance(mod, _SAME_VALUES) \
+                else (None, None)
+            if ref is not None and ref() is inputs[0]:   # a reshape of an observed output: same inner products
+                self.sink.grams[slot], self.sink.norms[slot] = self.sink.grams[source], self.sink.norms[source]
+            else:
                 self.reduce(slot, output)
+            self.observed[id(output)] = (weakref.ref(output), slot)
         return hook
 
     def start(self, reduce: Callable[[int, torch.Tensor], None]) -> _Sink:
-        self.calls, self.sink, self.reduce = {}, _Sink(), reduce
+        self.calls, self.sink, self.reduce, self.observed = {}, _Sink(), reduce, {}
         return self.sink
 
     def remove(self) -> None:
@@ -321,11 +331,15 @@ class _Engine:
                 xc = x[pts].to(self.device, self.dtype)
                 for group in groups:
                     index = torch.cat([torch.arange(k)[g] for g in group])
-                    sink = self._push(observer, xc, frame[pts][:, index])
-                    for slot in range(len(self.layers)):
-                        grams[slot, pts, index[:, None], index[None, :]] = sink.grams[slot]
-                        norms[slot, pts] = sink.norms[slot]
+                    whole = len(group) == 1          # all k vectors at once: plain slices, no copies
+                    sink = self._push(observer, xc, frame[pts] if whole else frame[pts][:, index])
                     self._check_finite(sink)
+                    for slot in range(len(self.layers)):
+                        if whole:
+                            grams[slot, pts] = sink.grams[slot]
+                        else:
+                            grams[slot, pts, index[:, None], index[None, :]] = sink.grams[slot]
+                        norms[slot, pts] = sink.norms[slot]
                 if on_progress:
                     on_progress(pts.stop - pts.start)
         finally:
@@ -336,7 +350,9 @@ class _Engine:
         """One pass of points x [P, ...] with their vectors frame [P, m, ...] through the model."""
         v = frame.to(self.device, self.dtype).transpose(0, 1).contiguous()  # m×P×…: vmapped dim first
         if self.method == "jvp":
-            sink = observer.start(lambda slot, out: _Tap.apply(out, observer.sink, slot))
+            sink = observer.start(lambda slot, out: _reduce_dual(observer.sink, slot, out))
+            sink.vectors = v.shape[0]
+            _SINKS.append(sink)
             try:
                 logits, tangents = vmap(lambda t: jvp(self.model, (x,), (t,)), out_dims=(None, 0))(v)
             except (NotImplementedError, RuntimeError) as exc:
@@ -344,6 +360,8 @@ class _Engine:
                 if err is None:
                     raise
                 raise err from exc
+            finally:
+                _SINKS.pop()
         else:
             logits, tangents, sink = self._fd(observer, x, v)
         sink.grams[0], sink.norms[0] = _gram(v), _norms(x)

@@ -70,9 +70,9 @@ def points(B=3, k=4, shape=(2, 8, 8), seed=1):
 def test_matches_central_differences_on_a_smooth_model():
     model = smooth_cnn()
     x, v = points()
-    result = compute_frames(model, x, v, ["1", "3", "logits"])
-    reference = fd_grams(model, x, v, ["1", "3"])
-    assert result.layers == ["input", "1", "3", "logits"]
+    result = compute_frames(model, x, v, ["1", "3", "4", "logits"])       # 4: a Flatten, reusing 3's Gram
+    reference = fd_grams(model, x, v, ["1", "3", "4"])
+    assert result.layers == ["input", "1", "3", "4", "logits"]
     assert rel_err(result.grams[1:], reference) <= 1e-5
     assert rel_err(result.grams[0], torch.einsum("bic,bjc->bij", v.flatten(2), v.flatten(2))) == 0
     norms = torch.stack([x.flatten(1).norm(dim=1)])
