@@ -113,10 +113,16 @@ def cmd_check(args) -> None:
     from .storage import read_json
 
     reference = Path(args.reference) / "claims.json"
-    for path in (CLAIMS, reference):
-        if not path.is_file():
-            raise NFBenchError(f"{path} does not exist; run the pipeline (dvc repro) first"
-                               if path == CLAIMS else f"no reference at {path}")
+    if not CLAIMS.is_file():
+        raise NFBenchError(f"{CLAIMS} does not exist; run the pipeline (dvc repro) first")
+    if args.update:
+        from .storage import write_bytes
+
+        write_bytes(reference, CLAIMS.read_bytes())
+        print(f"{reference} now holds the results of {CLAIMS}")
+        return
+    if not reference.is_file():
+        raise NFBenchError(f"no reference at {reference} (create it with `nfbench check --update`)")
     ok, rows = compare(read_json(CLAIMS), read_json(reference))
     print(format_table(rows))
     if not ok:
@@ -214,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--replace", action="store_true", help="overwrite an existing entry with the same id")
     sp = stage("check", cmd_check, "compare reports/claims.json with the committed reference")
     sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
+    sp.add_argument("--update", action="store_true",
+                    help="make the current results the reference (after an intended change; commit it)")
 
     models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
     sp = models.add_parser("list", help="models of a suite with their status and sha256")

@@ -265,7 +265,7 @@ def _figure(width: float = 8.0, height: float = 4.2, **adjust):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
-    fig.subplots_adjust(**{"left": 0.09, "right": 0.66, "bottom": 0.12, "top": 0.92, **adjust})
+    fig.subplots_adjust(**{"left": 0.12, "right": 0.66, "bottom": 0.12, "top": 0.92, **adjust})
     return fig
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_move_within_tolerance_passes_beyond_fails(reference):
     i = row_index(reference, "augmentation-invariance", "supported")
     row = reference["rows"][i]
     allowed = allowed_change(row["tolerance"], row["value"])
-    assert allowed == pytest.approx(0.15 * abs(row["value"]))
+    assert allowed == pytest.approx(row["tolerance"]["relative"] * abs(row["value"]))
     fresh = copy.deepcopy(reference)
     fresh["rows"][i]["value"] = row["value"] + 0.9 * allowed
     ok, _ = compare(fresh, reference)
@@ -128,3 +129,37 @@ def test_absolute_and_relative_tolerances():
     assert allowed_change({"absolute": 0.1, "relative": 0.5}, 5.0) == 2.5
     assert allowed_change({"relative": 0.5}, None) == 0.0
     assert format_table([]) == "(no differences)"
+
+
+def test_check_command_against_the_committed_reference(tmp_path):
+    """`nfbench check` on the repository's own results: passes as committed, fails when edited."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "reports" / "reference").mkdir(parents=True)
+    shutil.copy(repo / "reports" / "claims.json", tmp_path / "reports" / "claims.json")
+    shutil.copy(repo / "reports" / "reference" / "claims.json", tmp_path / "reports" / "reference" / "claims.json")
+    for name in ("params.yaml", "suites"):
+        (shutil.copytree if (repo / name).is_dir() else shutil.copy)(repo / name, tmp_path / name)
+
+    def check():
+        return subprocess.run([sys.executable, "-m", "benchmark.cli", "check"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    assert check().returncode == 0
+    reference = tmp_path / "reports" / "reference" / "claims.json"
+    original = json.loads(reference.read_text())
+    moved = json.loads(json.dumps(original))
+    row = next(r for r in moved["rows"] if r["value"] is not None and r["statistic"] == "sensitivity_ratio")
+    row["value"] *= 1 + 2 * row["tolerance"]["relative"]
+    reference.write_text(json.dumps(moved))
+    run = check()
+    assert run.returncode == 2 and row["subject"] in run.stdout and "moved beyond tolerance" in run.stdout
+    flipped = json.loads(json.dumps(original))
+    row = next(r for r in flipped["rows"] if r["verdict"] == "supported")
+    row["verdict"] = "not supported"
+    reference.write_text(json.dumps(flipped))
+    run = check()
+    assert run.returncode == 2 and "verdict changed" in run.stdout and row["subject"] in run.stdout
