@@ -36,6 +36,18 @@ def robustbench_architecture():
     return zoo_entry("Ding2020MMA", "cifar10", "Linf")["model"]().eval()
 
 
+def test_robustbench_without_pkg_resources_is_a_one_line_error_naming_the_fix(monkeypatch):
+    import importlib.util
+
+    from benchmark.models import robustbench_compat
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pkg_resources" else real_find_spec(name, *a))
+    with pytest.raises(NFBenchError, match=r"pkg_resources.*setuptools<81"):
+        robustbench_compat.import_robustbench()
+
+
 def test_a_robustbench_checkpoint_placed_at_its_path_loads_offline(tmp_path):
     reference = robustbench_architecture()                     # the real WRN-28-4, random weights
     path = zoo.robustbench_path(RB_SPEC, tmp_path)

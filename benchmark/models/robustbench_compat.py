@@ -12,6 +12,7 @@ it cannot shadow the project's own tests.)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import warnings
 from types import ModuleType
@@ -19,6 +20,11 @@ from types import ModuleType
 
 def import_robustbench() -> ModuleType:
     """Import robustbench (utils and model zoo loaded) and return the package."""
+    from ..errors import NFBenchError
+
+    if importlib.util.find_spec("pkg_resources") is None:
+        raise NFBenchError("robustbench 1.1.1 imports pkg_resources, which setuptools>=81 no longer ships: "
+                           "pip install 'setuptools<81' (requirements.lock pins 80.10.2)")
     try:
         importlib.import_module("autoattack")
     except ImportError:
