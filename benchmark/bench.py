@@ -3,10 +3,12 @@
 On the same points and frame, in one process, repeated and interleaved (the minimum of the
 repeats is reported, so a noisy shared machine affects every method alike):
   plain     the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
-  engine    compute_frames (forward-mode JVP, Grams of every layer),
+  engine    compute_frames (forward-mode JVP, Grams of the observed layers),
   fd        compute_frames(method="fd"): central finite differences, same Grams,
   autograd  torch.autograd.functional.jvp (double-backward trick) over the B·k inputs,
-            all layers captured and reduced to the same Grams.
+            the same layers captured and reduced to the same Grams.
+Observed layers: `all` (every leaf module, the strictest case) or `auto` (what the pipeline
+observes: the model's declared blocks).
 Peak memory is measured per method in a fresh subprocess, after one warm-up run (CPU: growth
 of the resident set, sampled every millisecond; CUDA: torch.cuda.max_memory_allocated), and for
 the engine also for growing k at a fixed chunk size.
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .frames import compute_frames, leaf_modules
+from .frames import INPUT, LOGITS, resolve_layers, compute_frames
 
 METHODS = ("plain", "engine", "fd", "autograd")
 
@@ -39,6 +41,7 @@ class Case:
     vectors: int = 32
     chunk_size: int = 512
     device: str = "cpu"
+    layers: str = "all"      # "all" (every leaf module) or "auto" (the layers the pipeline observes)
 
     def build(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
         torch.manual_seed(0)
@@ -60,14 +63,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _autograd_grams(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
-    """The textbook alternative: autograd.functional.jvp on the B·k inputs, all layers captured."""
-    names = leaf_modules(model)
+def _autograd_grams(model: nn.Module, x: torch.Tensor, v: torch.Tensor, layers: str) -> list[torch.Tensor]:
+    """The textbook alternative: autograd.functional.jvp on the B·k inputs, the same layers captured."""
+    names = [l.module for l in resolve_layers(model, x, layers) if l.module not in (INPUT, LOGITS)]
     modules = dict(model.named_modules())
     B, k = v.shape[:2]
     xs = x.unsqueeze(1).expand_as(v).reshape(B * k, *x.shape[1:])
     captured: list[torch.Tensor] = []
-    handles = [modules[n].register_forward_hook(lambda _m, _i, o: captured.append(o)) for n in names]
+    handles = [modules[n].register_forward_hook(lambda _m, _i, o: captured.append(o)) for n in dict.fromkeys(names)]
 
     def f(inp):
         captured.clear()
@@ -92,11 +95,11 @@ def run_method(case: Case, method: str, model, x, v):
         with torch.inference_mode():
             return model((x.unsqueeze(1) + v).reshape(B * k, *x.shape[1:]))
     if method == "engine":
-        return compute_frames(model, x, v, "all", chunk_size=case.chunk_size)
+        return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
     if method == "fd":
-        return compute_frames(model, x, v, "all", chunk_size=case.chunk_size, method="fd")
+        return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size, method="fd")
     if method == "autograd":
-        return _autograd_grams(model, x, v)
+        return _autograd_grams(model, x, v, case.layers)
     raise ValueError(method)
 
 
@@ -198,7 +201,7 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         times, fd_error = time_methods(case, repeats)
         mem = {m: peak_memory_mb(case, m) for m in METHODS} if memory else {}
         for m in METHODS:
-            rows.append({"model": f"{case.model} {case.size}×{case.size}", "B×k": f"{case.points}×{case.vectors}",
+            rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": case.layers, "B×k": f"{case.points}×{case.vectors}",
                          "method": m, "seconds": round(times[m], 3),
                          "× plain": round(times[m] / times["plain"], 2),
                          "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",
@@ -209,9 +212,9 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         chunk = max(1, base.chunk_size // 8)
         scaling = []
         for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):
-            case = Case(base.model, base.size, base.points, k, chunk, base.device)
+            case = Case(base.model, base.size, base.points, k, chunk, base.device, base.layers)
             model, x, v = case.build()
-            layers = len(compute_frames(model, x[:1], v[:1, :1], "all").layers)
+            layers = len(compute_frames(model, x[:1], v[:1, :1], case.layers).layers)
             grams_mb = layers * base.points * k * k * 8 / 2**20       # the float64 result itself
             peak = peak_memory_mb(case, "engine")
             scaling.append({"model": f"{base.model} {base.size}×{base.size}", "k": k, "chunk_size": chunk,

@@ -177,7 +177,7 @@ def cmd_bench_frames(args) -> None:
         model, _, size = spec.partition("@")
         if not size.isdigit():
             raise NFBenchError(f"--models {spec!r}: expected MODEL@SIZE, e.g. resnet18@64")
-        cases.append(Case(model, int(size), args.points, args.vectors, args.chunk_size, args.device))
+        cases.append(Case(model, int(size), args.points, args.vectors, args.chunk_size, args.device, args.layers))
     bench_frames(cases, repeats=args.repeats, memory=not args.no_memory)
 
 
@@ -243,6 +243,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--chunk-size", type=int, default=512)
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--device", default="cpu")
+    sp.add_argument("--layers", choices=["all", "auto"], default="all",
+                    help="observe every leaf module (default) or the pipeline's layers (`auto`)")
     sp.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     sp.set_defaults(func=cmd_bench_frames)
     return p

@@ -99,6 +99,11 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
                     {"root": "data/raw", "seed": 0})
     if data["dataset"] not in DATASETS:
         raise NFBenchError(f"{where}: data.dataset: {one_of(data['dataset'], DATASETS, 'dataset')}")
+    preset_dataset = (load_suite(p["suite"], suites_dir).get("data") or {}).get("dataset")
+    if preset_dataset not in (None, data["dataset"]):   # e.g. `dvc exp run -S suite=…` alone
+        raise NFBenchError(f"{where}: suite: {p['suite']!r} is a {preset_dataset} suite but data.dataset is "
+                           f"{data['dataset']!r}; switch suites with `nfbench suite use {p['suite']}`, "
+                           f"which copies all of the suite's sections")
     _positive(data["eval_points"], f"{where}: data.eval_points")
 
     attack = _section(p, "attack", where, {"eps": float, "steps": int, "step_size": float}, {"step_size": None})

@@ -252,7 +252,7 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.
     return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
-def _resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
+def resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
     """Map requested names to module calls, in execution order, using one probe pass."""
     named = {n for n, _ in model.named_modules() if n}
     auto = layers == "auto"
@@ -457,7 +457,7 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
     try:
         # forward-mode AD only: no reverse-mode graph is ever needed
         with torch.no_grad(), _batchnorm_as_affine(model):
-            layer_list = _resolve_layers(model, x.to(device, dtype), layers)
+            layer_list = resolve_layers(model, x.to(device, dtype), layers)
             engine = _Engine(model, layer_list, method, fd_step, device, dtype)
             grams, norms = engine.run(x, frame, chunk_size, on_progress)
     finally:

@@ -49,6 +49,8 @@ def test_committed_params_are_valid_and_filled_with_defaults(project):
     (lambda p: p["frames"].update(chunk_size=0), r"params.yaml: frames.chunk_size: must be positive"),
     (lambda p: p["perturbations"]["generative"].update(model="gan"), r"perturbations.generative.model: unknown generative model 'gan'"),
     (lambda p: p.update(extra=1), r"params.yaml: unknown section 'extra'"),
+    (lambda p: p.update(suite="robustbench_cifar10"),
+     r"params.yaml: suite: 'robustbench_cifar10' is a cifar10 suite but data.dataset is 'mnist5k'; .*nfbench suite use"),
 ])
 def test_malformed_params_name_the_key_path(project, change, message):
     edit(project, change)
