@@ -186,16 +186,22 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
                    _tolerance(raw["tolerance"], at("tolerance")))
 
 
+def _names(value, valid, noun: str, where: str, kind: str | None = None) -> list[str]:
+    """One name or a list of names, each one of `valid` (`kind` names them in the error)."""
+    names = value if isinstance(value, list) else [value]
+    if not names:
+        raise NFBenchError(f"{where}: must name at least one {noun} ({', '.join(valid)})")
+    for name in names:
+        if name not in valid:
+            raise NFBenchError(f"{where}: {one_of(str(name), valid, kind or noun)}")
+    return list(names)
+
+
 def _role_list(value, where: str) -> list[str]:
-    roles = value if isinstance(value, list) else [value]
-    if not roles:
-        raise NFBenchError(f"{where}: must name at least one role ({', '.join(ROLES)})")
-    for role in roles:
-        if role not in ROLES:
-            raise NFBenchError(f"{where}: {one_of(str(role), ROLES, 'role')}")
+    roles = _names(value, ROLES, "role", where)
     if len(set(roles)) != len(roles):
         raise NFBenchError(f"{where}: names a role twice")
-    return list(roles)
+    return roles
 
 
 def _compare(raw, design: str, where: str) -> dict:
@@ -219,16 +225,6 @@ def _compare(raw, design: str, where: str) -> dict:
     return out
 
 
-def _families(value, where: str) -> list[str]:
-    names = value if isinstance(value, list) else [value]
-    if not names:
-        raise NFBenchError(f"{where}: must name at least one family ({', '.join(FAMILIES)})")
-    for name in names:
-        if name not in FAMILIES:
-            raise NFBenchError(f"{where}: {one_of(str(name), FAMILIES, 'perturbation family')}")
-    return list(names)
-
-
 def _perturbation(raw, stat: "Statistic", where: str) -> dict | None:
     if raw is None:
         return None
@@ -239,7 +235,7 @@ def _perturbation(raw, stat: "Statistic", where: str) -> dict | None:
         raise NFBenchError(f"{where}: give exactly one of family or labels")
     out: dict[str, Any] = {}
     if "family" in raw:
-        out["family"] = _families(raw["family"], f"{where}.family")
+        out["family"] = _names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family")
     else:
         labels = raw["labels"]
         if labels != TRAINED:
@@ -251,7 +247,7 @@ def _perturbation(raw, stat: "Statistic", where: str) -> dict | None:
                                        f"({', '.join(TRANSFORMS)}, or family/index such as noise/0)")
         out["labels"] = labels
     if "reference" in raw:
-        out["reference"] = _families(raw["reference"], f"{where}.reference")
+        out["reference"] = _names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
         if len(out["reference"]) != 1:
             raise NFBenchError(f"{where}.reference: must be a single family")
         out["reference"] = out["reference"][0]

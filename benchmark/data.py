@@ -11,12 +11,10 @@ platform and every torch/numpy version.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +22,12 @@ import numpy as np
 import torch
 
 from .errors import NFBenchError, one_of
+from .storage import network_timeout
 
 DATASETS = ("mnist5k", "mnist", "cifar10", "imagenet")
 
 MNIST5K_SPLIT_SEED = 20221120   # fixed: the mnist5k train/test split never depends on a user seed
 MNIST5K_TEST_PER_CLASS = 100    # of the 500 digits per class: 400 train, 100 test
-DOWNLOAD_TIMEOUT_S = 20.0       # socket timeout while downloading, so no network fails fast
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
@@ -228,16 +226,6 @@ def _load_mnist5k() -> Dataset:
                    Split(d.test.labels, pixels=d.test.pixels), d.content_hash)
 
 
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 _TORCHVISION = {  # name -> (torchvision class, what its files look like under root/<name>)
     "mnist": ("MNIST", "MNIST/raw/*-ubyte"),
     "cifar10": ("CIFAR10", "cifar-10-batches-py/"),
@@ -254,7 +242,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
                f"layout {where}/{layout}); rerun with --download to fetch them there")
     splits = {}
     try:
-        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with network_timeout():
             for key, train in (("train", True), ("test", False)):
                 ds = cls(str(where), train=train, download=download)
                 if name == "mnist":

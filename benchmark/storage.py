@@ -1,6 +1,7 @@
 """Files the stages write: atomically (temporary name, then rename), with content hashes.
 
-An interrupted run therefore never leaves a half-written file under a final name.
+An interrupted run therefore never leaves a half-written file under a final name.  Downloads
+run under one socket timeout, so a machine without network fails fast instead of hanging.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+
+DOWNLOAD_TIMEOUT_S = 20.0   # seconds without an answer before a download is given up
+
+
+@contextlib.contextmanager
+def network_timeout(seconds: float = DOWNLOAD_TIMEOUT_S) -> Iterator[None]:
+    """Socket timeout for the downloads inside the block (restored after)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,6 @@
 """The model zoo offline: RobustBench and torchvision checkpoints placed by hand, integrity checks, errors."""
 
 import os
-import pickle
 import shutil
 import subprocess
 import sys

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -232,6 +232,42 @@ def _step_size(spec: dict) -> float:
     return spec["step_size"] if spec["step_size"] is not None else 2.5 * spec["eps"] / spec["steps"]
 
 
+def _fit(model: nn.Module, spec: dict, n: int, label: str, progress: bool,
+         batch_loss: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, int]]) -> tuple[float, int]:
+    """The training loop both recipes share: Adam with a one-cycle schedule, seeded shuffles.
+
+    batch_loss(idx, draw) -> (loss, count) for the training examples idx; `draw` is the seeded
+    generator for augmentations, attacks and noise.  Returns the last epoch's mean loss and the
+    sum of its counts; the model is left in eval mode.
+    """
+    seed, batch = spec["seed"], spec["batch_size"]
+    per_epoch = math.ceil(n / batch)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec["lr"],
+                                                   total_steps=spec["epochs"] * per_epoch)
+    shuffle, draw = _generator(seed, _SHUFFLE), _generator(seed, _DRAW)
+    bar = _progress(spec["epochs"] * per_epoch, label, progress)
+    model.train()
+    for _epoch in range(spec["epochs"]):
+        order = torch.randperm(n, generator=shuffle)
+        loss_sum, count = 0.0, 0
+        for i in range(0, n, batch):
+            idx = order[i:i + batch]
+            loss, batch_count = batch_loss(idx, draw)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            loss_sum += float(loss.detach()) * len(idx)
+            count += batch_count
+            bar.update()
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
+    bar.close()
+    model.eval()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum / n, count
+
+
 def train_classifier(data: Dataset, spec: dict, *, progress: bool = False) -> tuple[nn.Module, dict]:
     """Train a classifier by `spec` (see `validate_recipe`); returns (model in eval mode, stats)."""
     spec = validate_recipe(spec, "recipe")
@@ -239,47 +275,25 @@ def train_classifier(data: Dataset, spec: dict, *, progress: bool = False) -> tu
     recipe, seed = spec["recipe"], spec["seed"]
     channels, height, width = data.image_shape
     start = time.perf_counter()
+
+    def batch_loss(idx: torch.Tensor, draw: torch.Generator) -> tuple[torch.Tensor, int]:
+        xb, yb = split.images(idx), split.labels[idx]
+        if recipe == "augmentation":
+            xb = random_affine(xb, spec["rotate_deg"], spec["translate_px"], spec["scale_range"], draw)
+        elif recipe == "noise":
+            noise = torch.randn(xb.shape, generator=draw, dtype=xb.dtype)
+            xb = (xb + spec["sigma"] * noise).clamp(0, 1)
+        elif recipe == "adversarial":
+            xb = pgd_linf(model, xb, yb, spec["eps"], spec["steps"], _step_size(spec), generator=draw)
+        logits = model(xb)
+        return F.cross_entropy(logits, yb), int((logits.argmax(1) == yb).sum())
+
     with deterministic():
         model = _seeded_build(seed, spec["arch"], in_channels=channels, num_classes=data.num_classes,
                               image_size=height, width=spec["width"])
-        y_all = split.labels
-        n, batch = len(y_all), spec["batch_size"]
-        per_epoch = math.ceil(n / batch)
-        optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec["lr"],
-                                                       total_steps=spec["epochs"] * per_epoch)
-        shuffle, draw = _generator(seed, _SHUFFLE), _generator(seed, _DRAW)
-        bar = _progress(spec["epochs"] * per_epoch, f"train {recipe} seed {seed}", progress)
-        model.train()
-        for _epoch in range(spec["epochs"]):
-            order = torch.randperm(n, generator=shuffle)
-            loss_sum, correct = 0.0, 0
-            for i in range(0, n, batch):
-                idx = order[i:i + batch]
-                xb, yb = split.images(idx), y_all[idx]
-                if recipe == "augmentation":
-                    xb = random_affine(xb, spec["rotate_deg"], spec["translate_px"],
-                                       spec["scale_range"], draw)
-                elif recipe == "noise":
-                    noise = torch.randn(xb.shape, generator=draw, dtype=xb.dtype)
-                    xb = (xb + spec["sigma"] * noise).clamp(0, 1)
-                elif recipe == "adversarial":
-                    xb = pgd_linf(model, xb, yb, spec["eps"], spec["steps"], _step_size(spec),
-                                  generator=draw)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
-                bar.update()
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
-        bar.close()
-        model.eval()
-        optimizer.zero_grad(set_to_none=True)
-    stats = {"seconds": time.perf_counter() - start, "final_train_loss": loss_sum / n,
+        n = len(split.labels)
+        final_loss, correct = _fit(model, spec, n, f"train {recipe} seed {seed}", progress, batch_loss)
+    stats = {"seconds": time.perf_counter() - start, "final_train_loss": final_loss,
              "final_train_acc": correct / n, "n_train": n}
     if recipe == "adversarial":
         stats["step_size"] = _step_size(spec)
@@ -358,38 +372,20 @@ def train_vae(data: Dataset, spec: dict, *, progress: bool = False) -> tuple[nn.
     seed = spec["seed"]
     channels, height, _ = data.image_shape
     start = time.perf_counter()
+
+    def batch_loss(idx: torch.Tensor, draw: torch.Generator) -> tuple[torch.Tensor, int]:
+        xb = split.images(idx)
+        noise = torch.randn(len(xb), spec["latent_dim"], generator=draw, dtype=xb.dtype)
+        recon, kl, _ = _vae_loss(model, xb, spec["beta"], noise)
+        return (recon + spec["beta"] * kl).mean(), 0
+
     with deterministic():
         model = _seeded_build(seed, "convvae", in_channels=channels, image_size=height,
                               latent_dim=spec["latent_dim"])
-        n, batch = len(split), spec["batch_size"]
-        per_epoch = math.ceil(n / batch)
-        optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec["lr"],
-                                                       total_steps=spec["epochs"] * per_epoch)
-        shuffle, draw = _generator(seed, _SHUFFLE), _generator(seed, _DRAW)
-        bar = _progress(spec["epochs"] * per_epoch, f"train vae seed {seed}", progress)
-        model.train()
-        for _epoch in range(spec["epochs"]):
-            order = torch.randperm(n, generator=shuffle)
-            loss_sum = 0.0
-            for i in range(0, n, batch):
-                xb = split.images(order[i:i + batch])
-                noise = torch.randn(len(xb), spec["latent_dim"], generator=draw, dtype=xb.dtype)
-                recon, kl, _ = _vae_loss(model, xb, spec["beta"], noise)
-                loss = (recon + spec["beta"] * kl).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                loss_sum += float(loss.detach()) * len(xb)
-                bar.update()
-                bar.set_postfix(loss=f"{float(loss.detach()):.1f}", refresh=False)
-        bar.close()
-        model.eval()
-        optimizer.zero_grad(set_to_none=True)
+        final_loss, _ = _fit(model, spec, len(split), f"train vae seed {seed}", progress, batch_loss)
         x_test = data.test.images()
         with torch.no_grad():
             _, kl, x_hat = _vae_loss(model, x_test, spec["beta"], None)
             recon_mse = float((x_hat - x_test).pow(2).mean())
-    return model, {"recon_mse": recon_mse, "kl": float(kl.mean()), "final_train_loss": loss_sum / n,
+    return model, {"recon_mse": recon_mse, "kl": float(kl.mean()), "final_train_loss": final_loss,
                    "seconds": time.perf_counter() - start}

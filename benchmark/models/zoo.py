@@ -40,12 +40,11 @@ import torch
 from torch import nn
 
 from ..errors import NFBenchError, one_of
-from ..storage import code_version, read_json, sha256_file, write_json
+from ..storage import code_version, network_timeout, read_json, sha256_file, write_json
 
 MODELS_DIR = Path("models")
 CHECKPOINT = "model.safetensors"
 MANIFEST = "manifest.json"
-DOWNLOAD_TIMEOUT = 20.0   # seconds without an answer before a download is given up
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -140,16 +139,6 @@ def load_state_file(path: Path, what: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-@contextlib.contextmanager
-def _network_timeout(seconds: float = DOWNLOAD_TIMEOUT) -> Iterator[None]:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def download(url: str, dest: Path, what: str, *, fetcher=None) -> None:
     """Download to a temporary name, refuse an HTML error page, then rename onto `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +146,7 @@ def download(url: str, dest: Path, what: str, *, fetcher=None) -> None:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        with _network_timeout():
+        with network_timeout():
             if fetcher is not None:
                 fetcher(str(tmp))
             else:
@@ -441,7 +430,7 @@ def _acquire_timm(spec: Mapping, root: Path, what: str):
     if not timm.is_model(spec["name"]):
         raise NFBenchError(f"{what}: {one_of(spec['name'], timm.list_models(), 'timm model')}")
     try:
-        with _network_timeout(), _hub_offline_unless_reachable("huggingface.co"):
+        with network_timeout(), _hub_offline_unless_reachable("huggingface.co"):
             net = timm.create_model(spec["name"], pretrained=True)
     except Exception as exc:   # timm, huggingface_hub and urllib each raise their own types
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
