@@ -24,17 +24,18 @@ def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=M
     """Frames of one fetched model at the suite's points with the suite's perturbations."""
     device = resolve_device(params["device"])
     x, _, ids, data_meta = load_points(points)
+    x = x.to(device)
     model = zoo.load(model_id, spec, models_root).to(device)
     pert = params["perturbations"]
     autoencoder = None
     if "generative" in pert:
         name = pert["generative"]["model"]
         autoencoder = zoo.load(name, params["generative"][name], MODELS).to(device)
-    frame = build_frame(pert, x.to(device), ids, autoencoder)
+    frame = build_frame(pert, x, ids, autoencoder)
     cfg = params["frames"]
     method = method or cfg["method"]
     with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
-        result = compute_frames(model, x.to(device), frame.vectors, layers_for(params, spec),
+        result = compute_frames(model, x, frame.vectors, layers_for(params, spec),
                                 labels=frame.labels, families=frame.families, point_ids=ids,
                                 chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
                                 on_progress=bar.update)
