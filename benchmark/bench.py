@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .frames import INPUT, LOGITS, resolve_layers, compute_frames
+from .frames import INPUT, LOGITS, compute_frames, full_float32, resolve_layers
 
 METHODS = ("plain", "engine", "fd", "autograd")
 
@@ -90,6 +90,12 @@ def _autograd_grams(model: nn.Module, x: torch.Tensor, v: torch.Tensor, layers: 
 
 
 def run_method(case: Case, method: str, model, x, v):
+    """One run of `method`; every method at full float32 precision (no TF32 on CUDA), as the engine."""
+    with full_float32():
+        return _run_method(case, method, model, x, v)
+
+
+def _run_method(case: Case, method: str, model, x, v):
     B, k = v.shape[:2]
     if method == "plain":
         with torch.inference_mode():
@@ -202,7 +208,7 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         mem = {m: peak_memory_mb(case, m) for m in METHODS} if memory else {}
         for m in METHODS:
             rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": case.layers, "B×k": f"{case.points}×{case.vectors}",
-                         "method": m, "seconds": round(times[m], 3),
+                         "method": m, "seconds": float(f"{times[m]:.3g}"),
                          "× plain": round(times[m] / times["plain"], 2),
                          "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",
                          "peak MB": round(mem[m]) if memory else ""})
@@ -215,7 +221,8 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
             case = Case(base.model, base.size, base.points, k, chunk, base.device, base.layers)
             model, x, v = case.build()
             layers = len(compute_frames(model, x[:1], v[:1, :1], case.layers).layers)
-            grams_mb = layers * base.points * k * k * 8 / 2**20       # the float64 result itself
+            # the float64 result itself, in host memory: only the CPU's peak counts it
+            grams_mb = layers * base.points * k * k * 8 / 2**20 if base.device == "cpu" else 0.0
             peak = peak_memory_mb(case, "engine")
             scaling.append({"model": f"{base.model} {base.size}×{base.size}", "k": k, "chunk_size": chunk,
                             "peak MB": round(peak), "of which Grams MB": round(grams_mb),

@@ -187,6 +187,33 @@ def test_inplace_ops_and_residual_branches():
                 assert rel_err(result.grams[layer, b], t @ t.T) < 1e-5, result.layers[layer]
 
 
+class ConstantBranch(nn.Module):
+    """logits = head(x) + offset(1): the offset branch never sees the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten, self.head, self.offset = nn.Flatten(), nn.Linear(128, 3), nn.Linear(128, 3)
+
+    def forward(self, x):
+        h = self.flatten(x)
+        return self.head(h) + self.offset(torch.ones_like(h))
+
+
+def test_a_layer_that_does_not_depend_on_the_input_has_zero_frames():
+    torch.manual_seed(0)
+    model = ConstantBranch()
+    x, v = points()
+    result = compute_frames(model, x, v, ["head", "offset", "logits"])
+    offset = result.layer_index("offset")
+    assert result.grams[offset].abs().max() == 0
+    expected_norm = model.offset(torch.ones(1, 128)).norm()
+    assert torch.allclose(result.act_norms[offset], expected_norm.expand(x.shape[0]), rtol=1e-12)
+    W = model.head.weight
+    for b in range(x.shape[0]):   # the logits move only through the head: (WV)ᵀ(WV)
+        t = v[b].flatten(1) @ W.T
+        assert rel_err(result.grams[result.layer_index("logits"), b], t @ t.T) < 1e-12
+
+
 def test_vector_chunks_give_the_same_grams_as_one_pass():
     model = smooth_cnn()
     x, v = points(B=5, k=7)
@@ -195,6 +222,19 @@ def test_vector_chunks_give_the_same_grams_as_one_pass():
         part = compute_frames(model, x, v, "all", chunk_size=chunk)
         assert rel_err(part.grams, whole.grams) < 1e-12
         assert torch.allclose(part.act_norms, whole.act_norms, rtol=1e-13, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_grams():
+    model = smooth_cnn()
+    x, v = points(B=5, k=7)
+    cpu = compute_frames(model, x, v, "all")
+    for chunk in (64, 3):                    # one push, and vector blocks pushed in pairs
+        gpu = compute_frames(model.cuda(), x, v, "all", chunk_size=chunk)   # points stay on the CPU
+        assert gpu.grams.device.type == "cpu" and gpu.layers == cpu.layers
+        assert rel_err(gpu.grams, cpu.grams) < 1e-10
+        assert torch.allclose(gpu.act_norms, cpu.act_norms, rtol=1e-12, atol=0)
+    model.cpu()
 
 
 def test_finite_difference_fallback_is_close_to_the_exact_frames():
