@@ -219,8 +219,9 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         scaling = []
         for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):
             case = Case(base.model, base.size, base.points, k, chunk, base.device, base.layers)
-            model, x, v = case.build()
-            layers = len(compute_frames(model, x[:1], v[:1, :1], case.layers).layers)
+            model, x, _ = case.build()
+            with torch.no_grad():
+                layers = len(resolve_layers(model, x[:1], case.layers))
             # the float64 result itself, in host memory: only the CPU's peak counts it
             grams_mb = layers * base.points * k * k * 8 / 2**20 if base.device == "cpu" else 0.0
             peak = peak_memory_mb(case, "engine")

@@ -172,9 +172,9 @@ class _Observer:
             slot = self.slots.get((module, call))
             if slot is None:
                 return
-            ref, source = self.observed.get(id(inputs[0]), (None, None)) if isinstance(mod, _SAME_VALUES) \
-                else (None, None)
-            if ref is not None and ref() is inputs[0]:   # a reshape of an observed output: same inner products
+            ref, source = self.observed.get(id(inputs[0]), (None, None))
+            if isinstance(mod, _SAME_VALUES) and ref is not None and ref() is inputs[0]:
+                # a reshape of an observed output: the same inner products
                 self.sink.grams[slot], self.sink.norms[slot] = self.sink.grams[source], self.sink.norms[source]
             else:
                 self.reduce(slot, output)
@@ -422,12 +422,7 @@ def _gram(t: torch.Tensor) -> torch.Tensor:
     ten times more accurate than a float32 sum over a whole large layer.
     """
     rows = t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1)   # P×m×D (a view)
-    out = None
-    for s in range(0, max(rows.shape[2], 1), _GRAM_BLOCK):   # one (empty) block for a 0-dim layer
-        block = rows[..., s:s + _GRAM_BLOCK]
-        partial = torch.bmm(block, block.transpose(1, 2)).double()
-        out = partial if out is None else out.add_(partial)
-    return out
+    return sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))
 
 
 def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,

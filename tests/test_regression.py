@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +136,6 @@ def test_absolute_and_relative_tolerances():
 
 def test_check_command_against_the_committed_reference(tmp_path):
     """`nfbench check` on the repository's own results: passes as committed, fails when edited."""
-    import shutil
-    import subprocess
-    import sys
-
     repo = Path(__file__).resolve().parents[1]
     (tmp_path / "reports" / "reference").mkdir(parents=True)
     shutil.copy(repo / "reports" / "claims.json", tmp_path / "reports" / "claims.json")
