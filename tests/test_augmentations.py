@@ -13,7 +13,8 @@ from scipy.ndimage import gaussian_filter
 from torchvision.transforms import InterpolationMode
 
 from benchmark.errors import NFBenchError
-from benchmark.perturbations.augmentations import COLOUR_ONLY, TRANSFORMS, tangents
+from benchmark.perturbations.augmentations import tangents
+from benchmark.vocab import COLOUR_ONLY, TRANSFORMS
 
 BILINEAR = InterpolationMode.BILINEAR
 H, W = 24, 28  # not square, so a swapped axis shows up

@@ -29,20 +29,52 @@ def edit(project, change):
 
 def test_committed_params_are_valid_and_filled_with_defaults(project):
     params = load_params()
-    assert params["suite"] == "embedded"
+    assert params["suite"] == "embedded" and params["checkpoints"] == "published"
     assert params["models"]["std-s0"]["recipe"] == "standard"
-    assert params["models"]["adv-eps0_3"]["eps"] == 0.3
+    assert params["models"]["adv-eps0_3-s1"]["eps"] == 0.3
     assert params["models"]["std-s0"]["eps"] == 0.0
-    assert params["perturbations"]["noise"]["count"] == 16
+    assert params["perturbations"]["noise"]["count"] == 8
+
+
+def test_an_entry_with_seeds_is_one_model_per_seed_with_its_published_file(project):
+    sha = {0: "a" * 64, 2: "b" * 64}
+    edit(project, lambda p: p["models"].update(
+        demo={"role": "standard", "source": "local", "recipe": "standard", "epochs": 2, "seeds": [2, 0, 5],
+              "published": {"dir": "zoo/x/demo/", "sha256": sha}}))
+    params = load_params()
+    assert params["model_groups"]["demo"] == ["demo-s2", "demo-s0", "demo-s5"]
+    member = params["models"]["demo-s2"]
+    assert (member["seed"], member["epochs"], member["group"]) == (2, 2, "demo")
+    assert member["published"] == {"checkpoint": "zoo/x/demo/demo-s2.safetensors", "sha256": "b" * 64}
+    assert "published" not in params["models"]["demo-s5"]           # no published file: it is trained
+    assert params["model_groups"]["std"] == [f"std-s{s}" for s in range(14)]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"role": "standard", "source": "local", "seeds": [0, 0]}, r"models.demo.seeds: must be a non-empty list of distinct"),
+    ({"role": "standard", "source": "local", "seeds": [1, -1]}, r"models.demo.seeds: must be a non-empty list"),
+    ({"role": "standard", "source": "local", "seeds": [1], "seed": 1}, r"models.demo: give seed .* or seeds"),
+    ({"role": "standard", "source": "file", "seeds": [1]}, r"models.demo.seeds: only local models"),
+    ({"role": "standard", "source": "local", "seeds": [1], "published": {"checkpoint": "x", "sha256": "a" * 64}},
+     r"models.demo.published: must be \{dir: <folder>, sha256: \{<seed>: <64 hex digits>"),
+    ({"role": "standard", "source": "local", "seeds": [1], "published": {"dir": "d", "sha256": {1: "xyz"}}},
+     r"models.demo.published.sha256.1: must be 64 lowercase hex digits"),
+    ({"role": "standard", "source": "local", "seeds": [1], "epoch": 3}, r"models.demo.epoch: unknown parameter"),
+])
+def test_a_malformed_entry_with_seeds_names_its_key(project, entry, message):
+    edit(project, lambda p: p["models"].update(demo=entry))
+    with pytest.raises(NFBenchError, match=message):
+        load_params()
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda p: p.update(suite="imagenet-xl"), r"params.yaml: suite: unknown suite 'imagenet-xl'"),
     (lambda p: p["perturbations"].update(blur={}), r"params.yaml: perturbations: unknown perturbation family 'blur'"),
     (lambda p: p["perturbations"]["noise"].update(count=-4), r"params.yaml: perturbations.noise.count: must be a positive integer"),
-    (lambda p: p["models"]["std-s0"].update(epochs=-1), r"params.yaml: models.std-s0.epochs: expected a positive integer"),
-    (lambda p: p["models"]["std-s0"].update(role="robust"), r"params.yaml: models.std-s0.role: unknown role 'robust'"),
-    (lambda p: p["models"]["std-s0"].update(recipe="mixup"), r"params.yaml: models.std-s0.recipe: unknown recipe 'mixup'"),
+    (lambda p: p["models"]["std"].update(epochs=-1), r"params.yaml: models.std.epochs: expected a positive integer"),
+    (lambda p: p["models"]["std"].update(role="robust"), r"params.yaml: models.std.role: unknown role 'robust'"),
+    (lambda p: p["models"]["std"].update(recipe="mixup"), r"params.yaml: models.std.recipe: unknown recipe 'mixup'"),
+    (lambda p: p.update(checkpoints="retrain"), r"params.yaml: checkpoints: unknown setting 'retrain'"),
     (lambda p: p["data"].update(eval_points=0), r"params.yaml: data.eval_points: must be positive"),
     (lambda p: p["data"].update(dataset="svhn"), r"params.yaml: data.dataset: unknown dataset 'svhn'"),
     (lambda p: p.update(device="tpu"), r"params.yaml: device: must be auto, cpu"),
@@ -81,15 +113,15 @@ def test_switching_suites_keeps_global_settings_and_comments(project):
     assert text.startswith("# my note") and "Engstrom2019Robustness" in text
     assert params["models"]["Carmon2019Unlabeled"]["reference"]["robust_acc"] == 59.53
     back = use_suite("embedded")
-    assert set(back["models"]) == set(yaml.safe_load((project / "suites/embedded.yaml").read_text())["models"])
+    assert set(back["model_groups"]) == set(yaml.safe_load((project / "suites/embedded.yaml").read_text())["models"])
 
 
 def test_a_bad_suite_leaves_params_untouched(project):
     before = (project / "params.yaml").read_text()
     broken = yaml.safe_load((project / "suites/embedded.yaml").read_text())
-    broken["models"]["std-s0"]["role"] = "robust"
+    broken["models"]["std"]["role"] = "robust"
     (project / "suites/broken.yaml").write_text(yaml.safe_dump(broken))
-    with pytest.raises(NFBenchError, match="models.std-s0.role"):
+    with pytest.raises(NFBenchError, match="models.std.role"):
         use_suite("broken")
     assert (project / "params.yaml").read_text() == before
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import DATASETS, Dataset, Split, eval_indices, load_dataset
+from benchmark.data import Dataset, Split, eval_indices, load_dataset
+from benchmark.vocab import DATASETS
 from benchmark.errors import NFBenchError
 
 # sha256 of the mnist5k tensors; the split is fixed in code, so this must never change.

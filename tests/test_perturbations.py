@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import NFBenchError
-from benchmark.perturbations import build_frame, validate_spec
+from benchmark.perturbations import validate_spec
+from benchmark.perturbations.frame import build_frame
 from benchmark.perturbations.generative import decoder_directions
 from benchmark.perturbations.noise import noise_directions
 

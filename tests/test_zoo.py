@@ -1,6 +1,7 @@
 """The model zoo offline: RobustBench and torchvision checkpoints placed by hand, integrity checks, errors."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import pytest
 import torch
 
 from benchmark.errors import NFBenchError
-from benchmark.models import zoo
+from benchmark.models import store, zoo
+from benchmark.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RB_SPEC = {"role": "adversarial", "source": "robustbench", "name": "Ding2020MMA", "dataset": "cifar10",
@@ -56,16 +58,16 @@ def test_a_robustbench_checkpoint_placed_at_its_path_loads_offline(tmp_path):
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(net(x), reference(x))
-    assert info["source_checkpoint"]["sha256"] == zoo.sha256_file(path)
+    assert info["source_checkpoint"]["sha256"] == sha256_file(path)
     assert path == tmp_path / "robustbench" / "cifar10" / "Linf" / "Ding2020MMA.pt"
 
     # installed as safetensors + manifest, then loaded back verified
-    manifest = zoo._install("mma", tmp_path, net.state_dict(),
-                            {"source": "robustbench", "role": "adversarial", "spec": RB_SPEC, "architecture": arch})
+    manifest = zoo.install_state("mma", tmp_path, net.state_dict(),
+                                 {"source": "robustbench", "role": "adversarial", "spec": RB_SPEC, "architecture": arch})
     loaded = zoo.load("mma", RB_SPEC, tmp_path)
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
-    assert zoo.status("mma", tmp_path) == "present" and len(manifest["sha256"]) == 64
+    assert store.status("mma", tmp_path) == "present" and len(manifest["sha256"]) == 64
 
 
 def test_a_robustbench_checkpoint_with_code_in_it_is_refused_before_unpickling(tmp_path):
@@ -112,7 +114,7 @@ def test_torchvision_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch
         zoo.acquire(spec, tmp_path, "model 'r18'")
     assert list(hub.parent.glob("*.rejected-*"))                  # kept aside for inspection
     torch.save(torchvision.models.resnet18().state_dict(), hub)
-    net, info, _ = zoo.acquire({**spec, "sha256": zoo.sha256_file(hub)}, tmp_path, "model 'r18'")
+    net, info, _ = zoo.acquire({**spec, "sha256": sha256_file(hub)}, tmp_path, "model 'r18'")
     assert "layer4" in dict(net.named_children())
     x = torch.rand(1, 3, 64, 64)
     assert torch.allclose(net.pixel_mean, torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
@@ -122,8 +124,8 @@ def test_torchvision_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch
 def test_installed_checkpoint_that_changed_is_refused_and_kept_aside(tmp_path):
     net = torch.nn.Linear(3, 2)
     spec = {"role": "other", "source": "file", "entry_point": "torch.nn:Identity", "checkpoint": "x", "sha256": "0" * 64}
-    zoo._install("m", tmp_path, net.state_dict(), {"source": "file", "spec": spec, "architecture": {}})
-    checkpoint = tmp_path / "m" / zoo.CHECKPOINT
+    zoo.install_state("m", tmp_path, net.state_dict(), {"source": "file", "spec": spec, "architecture": {}})
+    checkpoint = tmp_path / "m" / store.CHECKPOINT
     checkpoint.write_bytes(checkpoint.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(NFBenchError, match=r"model 'm': sha256 of .* expected .*; refused; the file is kept as"):
         zoo.load("m", spec, tmp_path)
@@ -159,16 +161,166 @@ def test_a_file_model_with_the_wrong_number_of_classes_is_refused():
 
 
 def test_unknown_model_id_suggests_close_ids():
-    run = subprocess.run([sys.executable, "-m", "benchmark.cli", "fetch", "std-s9"], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "benchmark.cli", "fetch", "std-s14"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert "unknown model id 'std-s9'; did you mean" in run.stderr
-    assert "'std-s0'" in run.stderr and "'std-s1'" in run.stderr and run.stderr.count("\n") == 1
+    assert "unknown model id 'std-s14'; did you mean" in run.stderr
+    assert "'std-s4'" in run.stderr and "'std-s1'" in run.stderr and run.stderr.count("\n") == 1
 
 
 def test_a_download_that_returns_an_html_page_leaves_nothing_behind(tmp_path):
     dest = tmp_path / "ckpt.pt"
     with pytest.raises(NFBenchError, match=r"HTML page.*put the file at"):
-        zoo.download("https://example.invalid/x", dest, "model 'x'",
+        store.download("https://example.invalid/x", dest, "model 'x'",
                      fetcher=lambda out: Path(out).write_text("<!DOCTYPE html><html>quota exceeded</html>"))
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Published checkpoints
+
+TINY_SUITE = {
+    "description": "one tiny local model",
+    "data": {"dataset": "mnist5k", "eval_points": 8, "seed": 0},
+    "attack": {"eps": 0.2, "steps": 1},
+    "perturbations": {"noise": {"count": 2, "seed": 0}},
+    "generative": {"vae": {"epochs": 1, "latent_dim": 4}},
+    "models": {"m": {"role": "standard", "source": "local", "recipe": "standard", "seed": 3, "epochs": 1,
+                     "width": 2, "batch_size": 256},
+               "g": {"role": "noise", "source": "local", "recipe": "noise", "seeds": [5, 6], "epochs": 1,
+                     "width": 2, "batch_size": 256}},
+}
+
+
+def nfbench(project: Path, *args: str, check_torch_free: bool = False) -> subprocess.CompletedProcess:
+    """`nfbench ARGS` in a subprocess; with check_torch_free, fail if the command imported torch."""
+    code = "import sys; from benchmark.cli import main; rc = main(sys.argv[1:]); " + \
+           ("assert 'torch' not in sys.modules, 'torch was imported'; " if check_torch_free else "") + "sys.exit(rc)"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=project, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+
+
+@pytest.fixture(scope="module")
+def published_project(tmp_path_factory):
+    """A checkout whose local models and autoencoder were trained and published (zoo/tiny/)."""
+    import yaml
+
+    project = tmp_path_factory.mktemp("published")
+    (project / "suites").mkdir()
+    (project / "suites" / "tiny.yaml").write_text(yaml.safe_dump(TINY_SUITE, sort_keys=False))
+    (project / "params.yaml").write_text("# global settings\nsuite: tiny\n")
+    assert nfbench(project, "suite", "use", "tiny").returncode == 0
+    trained = nfbench(project, "fetch", "m", "g", "vae", "--no-track")
+    assert trained.returncode == 0 and trained.stderr.count("trained here") == 4, trained.stderr
+    published = nfbench(project, "publish", "m", "g", "vae")
+    assert published.returncode == 0, published.stderr
+    return project
+
+
+def test_publishing_records_the_file_and_its_sha256_keeping_comments(published_project):
+    import yaml
+
+    zoo_file = published_project / "zoo" / "tiny" / "m.safetensors"
+    installed = published_project / "models" / "m" / "model.safetensors"
+    assert zoo_file.read_bytes() == installed.read_bytes()
+    for path in (published_project / "suites" / "tiny.yaml", published_project / "params.yaml"):
+        spec = yaml.safe_load(path.read_text())["models"]["m"]
+        assert spec["published"] == {"checkpoint": "zoo/tiny/m.safetensors", "sha256": sha256_file(zoo_file)}
+    assert (published_project / "params.yaml").read_text().startswith("# global settings")
+    # an entry with seeds: one file per seed, their hashes by seed
+    group = yaml.safe_load((published_project / "params.yaml").read_text())["models"]["g"]["published"]
+    assert group["dir"] == "zoo/tiny/g"
+    for seed in (5, 6):
+        path = published_project / "zoo" / "tiny" / "g" / f"g-s{seed}.safetensors"
+        assert path.read_bytes() == (published_project / "models" / "g" / f"g-s{seed}" / "model.safetensors").read_bytes()
+        assert group["sha256"][seed] == sha256_file(path)
+
+
+def test_a_published_checkpoint_installs_as_a_verified_copy_without_torch(published_project, tmp_path):
+    project = tmp_path / "clone"
+    shutil.copytree(published_project, project, ignore=shutil.ignore_patterns("models"))
+    run = nfbench(project, "fetch", "m", "g", check_torch_free=True)
+    assert run.returncode == 0, run.stderr
+    assert "published checkpoint zoo/tiny/m.safetensors" in run.stderr and "verified" in run.stderr
+    assert "published checkpoint zoo/tiny/g/g-s6.safetensors" in run.stderr and "3 models (3 published)" in run.stderr
+    manifest = store.read_manifest("m", project / "models")
+    assert manifest["sha256"] == sha256_file(project / "zoo" / "tiny" / "m.safetensors")
+    assert store.obtained(manifest) == "published" and store.status("m", project / "models") == "present"
+    # the same network as the one trained and published
+    reference = zoo.load("m", manifest["spec"], published_project / "models")
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(zoo.load("m", manifest["spec"], project / "models")(x), reference(x))
+
+
+@pytest.mark.parametrize("model_id, what", [("m", "model 'm'"), ("vae", "generative model 'vae'")])
+def test_a_published_checkpoint_with_other_bytes_is_refused_and_nothing_is_installed(published_project, tmp_path,
+                                                                                      model_id, what):
+    project = tmp_path / "clone"
+    shutil.copytree(published_project, project)
+    zoo_file = project / "zoo" / "tiny" / f"{model_id}.safetensors"
+    data = bytearray(zoo_file.read_bytes())
+    data[-1] ^= 0xFF
+    zoo_file.write_bytes(bytes(data))
+    before = {p: p.read_bytes() for p in (project / "models").rglob("*") if p.is_file()}
+    run = nfbench(project, "fetch", model_id)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert re.match(rf"nfbench: error: {what}: published checkpoint zoo/tiny/{model_id}.safetensors has sha256 "
+                    r"[0-9a-f]{64}, expected [0-9a-f]{64}; refused \(restore the published file", lines[0]), lines[0]
+    assert {p: p.read_bytes() for p in (project / "models").rglob("*") if p.is_file()} == before
+    assert not [p for p in (project / "models").iterdir() if p.name.startswith(".")]     # no staging left
+    assert zoo_file.read_bytes() == bytes(data)                                          # the repository's file stays
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"models": {"m": {"seed": 4}}}, "its recipe differs from the published checkpoint's in seed"),
+    ({"checkpoints": "train"}, "checkpoints: train"),
+])
+def test_a_model_whose_recipe_is_not_the_published_ones_is_trained(published_project, tmp_path, change, why):
+    import yaml
+
+    project = tmp_path / "clone"
+    shutil.copytree(published_project, project, ignore=shutil.ignore_patterns("models"))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["m"].update(change.get("models", {}).get("m", {}))
+    params.update({k: v for k, v in change.items() if k != "models"})
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run = nfbench(project, "fetch", "m", "--no-track")
+    assert run.returncode == 0 and "trained here" in run.stderr and why in run.stderr, run.stderr
+    assert store.obtained(store.read_manifest("m", project / "models")) == "trained"
+
+
+def test_only_a_model_trained_here_can_be_published(published_project, tmp_path):
+    project = tmp_path / "clone"
+    shutil.copytree(published_project, project, ignore=shutil.ignore_patterns("models"))
+    assert nfbench(project, "fetch", "m").returncode == 0                     # installs the published file
+    run = nfbench(project, "publish", "m")
+    assert run.returncode == 2 and "does not hold a model trained here" in run.stderr
+
+
+def test_the_committed_published_checkpoints_are_the_suites(tmp_path):
+    """Every `published` checkpoint a suite names ships with the repository, with its sha256 and the
+    recipe it was trained with (what `nfbench fetch` checks)."""
+    import json
+
+    from benchmark.config import load_suite, suite_names, validate_params
+    from benchmark.models.published import METADATA_KEY, recipe
+    from benchmark.storage import safetensors_metadata
+
+    count = 0
+    for name in suite_names(ROOT / "suites"):
+        preset = load_suite(name, ROOT / "suites")
+        params = validate_params({"suite": name, **{k: preset[k] for k in ("data", "attack", "perturbations",
+                                                                              "generative", "models")}},
+                                 name, ROOT / "suites")
+        for group in ("generative", "models"):
+            for model_id, spec in params[group].items():
+                if "published" not in spec:
+                    continue
+                path = ROOT / spec["published"]["checkpoint"]
+                assert sha256_file(path) == spec["published"]["sha256"], path
+                record = json.loads(safetensors_metadata(path.read_bytes())[METADATA_KEY])
+                assert record["recipe"] == recipe(spec, group == "generative"), path
+                count += 1
+    assert count > 0

@@ -1,21 +1,13 @@
-"""Local training recipes for the small classifiers and the VAE, and their evaluation.
+"""Local training of the small classifiers and the VAE by their recipes, and their evaluation.
 
 Deterministic: every random draw (initialisation, shuffling, augmentation, noise, PGD starts)
 comes from an explicitly seeded source, and training runs with
-`torch.use_deterministic_algorithms(True)`, so the same spec on the same machine gives
-bit-identical weights.  Training runs on the CPU.
-
-Recipes (flat keys, as they appear in params.yaml):
-  common        arch, seed, epochs, batch_size, lr, width
-  standard      —
-  augmentation  rotate_deg, translate_px, scale_range: a random rotation in ±rotate_deg,
-                translation in ±translate_px (each axis) and isotropic scale in
-                [1 − scale_range, 1 + scale_range] (torchvision affine, bilinear), one draw
-                per AUGMENT_GROUP = 8 examples of each shuffled batch
-  adversarial   eps, steps, step_size: PGD-L∞ adversarial training (Madry et al.) on every
-                batch; step_size null means 2.5·eps/steps
-  noise         sigma: Gaussian noise of std sigma added to every example, clamped to [0, 1]
-VAE: seed, epochs, batch_size, lr, latent_dim, beta.
+`torch.use_deterministic_algorithms(True)` on one CPU thread (a thread count splits reductions
+differently, so it would make the weights depend on the machine's cores), so the same spec on
+the same CPU type gives bit-identical weights; several models train in parallel processes
+instead.  Another CPU type's kernels round differently, so retraining there gives other
+weights, like another seed (the suites' published checkpoints are what reproduces everywhere).  The recipes themselves
+(parameters, defaults, validation) are data, in `recipes.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,128 +24,35 @@ from tqdm import tqdm
 
 from ..attacks import pgd_linf
 from ..data import Dataset
-from ..errors import NFBenchError, one_of
-from .nets import CLASSIFIERS, ConvVAE, build
-
-RECIPES = ("standard", "augmentation", "adversarial", "noise")
-
-# The ε ladder the embedded suite trains adversarial models at; MAIN_EPS is the recipe default.
-EPS_LADDER = (0.1, 0.2, 0.3)
-MAIN_EPS = 0.2
+from ..errors import NFBenchError
+from .nets import ConvVAE, build
+from .recipes import step_size, validate_recipe, validate_vae
 
 # Evaluation transforms (fixed): rotations in degrees, shifts (dx, dy) in pixels.
 EVAL_ANGLES = (-30.0, -20.0, 20.0, 30.0)
 EVAL_SHIFTS = ((3, 0), (-3, 0), (0, 3), (0, -3))
 EVAL_BATCH_PIXELS = 2 ** 21   # evaluation batch: at most 500 images, fewer when they are large
-
-_COMMON = {"arch": "smallcnn", "seed": 0, "epochs": 8, "batch_size": 64, "lr": 1e-2, "width": 8}
-_EXTRA = {
-    "standard": {},
-    "augmentation": {"rotate_deg": 30.0, "translate_px": 3.0, "scale_range": 0.1},
-    "adversarial": {"eps": MAIN_EPS, "steps": 3, "step_size": None},
-    "noise": {"sigma": 0.3},
-}
-_VAE = {"seed": 0, "epochs": 12, "batch_size": 64, "lr": 5e-3, "latent_dim": 12, "beta": 1.0}
-
-# key -> (kind, description of the valid values)
-_KINDS = {
-    "arch": ("arch", None),
-    "seed": ("int>=0", "a non-negative integer"),
-    "epochs": ("int>=1", "a positive integer"),
-    "batch_size": ("int>=1", "a positive integer"),
-    "width": ("int>=1", "a positive integer"),
-    "steps": ("int>=1", "a positive integer"),
-    "latent_dim": ("int>=1", "a positive integer"),
-    "lr": ("float>0", "a positive number"),
-    "rotate_deg": ("float>=0", "a non-negative number (degrees)"),
-    "translate_px": ("float>=0", "a non-negative number (pixels)"),
-    "scale_range": ("fraction", "a number in [0, 1)"),
-    "eps": ("float>=0", "a non-negative number (L∞ radius in [0, 1] pixel units)"),
-    "step_size": ("float>0|null", "a positive number, or null for 2.5·eps/steps"),
-    "sigma": ("float>=0", "a non-negative number"),
-    "beta": ("float>=0", "a non-negative number"),
-}
-
-
-def recipe_defaults(recipe: str) -> dict:
-    """Every parameter of `recipe` with its default (including `recipe` itself)."""
-    if recipe not in RECIPES:
-        raise NFBenchError(one_of(recipe, RECIPES, "recipe"))
-    return {"recipe": recipe, **_COMMON, **_EXTRA[recipe]}
-
-
-def vae_defaults() -> dict:
-    return dict(_VAE)
-
-
-def _check_value(key: str, value: Any, where: str) -> Any:
-    kind, valid = _KINDS[key]
-    if kind == "arch":
-        if not isinstance(value, str) or value not in CLASSIFIERS:
-            raise NFBenchError(f"{where}.{key}: " + one_of(str(value), CLASSIFIERS, "architecture"))
-        return value
-    bad = NFBenchError(f"{where}.{key}: expected {valid}, got {value!r}")
-    if kind == "float>0|null" and value is None:
-        return None
-    if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        if value < (1 if kind == "int>=1" else 0):
-            raise bad
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise bad
-    value = float(value)
-    if (kind.startswith("float>0") and value <= 0) or (kind == "float>=0" and value < 0) \
-            or (kind == "fraction" and not 0 <= value < 1):
-        raise bad
-    return value
-
-
-def _validate(spec: dict, defaults: dict, where: str) -> dict:
-    if not isinstance(spec, dict):
-        raise NFBenchError(f"{where}: expected a mapping of parameters, got {type(spec).__name__}")
-    out = dict(defaults)
-    for key, value in spec.items():
-        if key == "recipe" and "recipe" in defaults:
-            continue
-        if key not in defaults:
-            raise NFBenchError(f"{where}.{key}: " + one_of(str(key), defaults, "parameter"))
-        out[key] = _check_value(key, value, where)
-    return out
-
-
-def validate_recipe(spec: dict, where: str) -> dict:
-    """Check a recipe spec and fill in its defaults; `recipe` defaults to 'standard'.
-
-    Errors name the offending key as `<where>.<key>` and say what is valid.
-    """
-    if not isinstance(spec, dict):
-        raise NFBenchError(f"{where}: expected a mapping of parameters, got {type(spec).__name__}")
-    recipe = spec.get("recipe", "standard")
-    if not isinstance(recipe, str) or recipe not in RECIPES:
-        raise NFBenchError(f"{where}.recipe: " + one_of(str(recipe), RECIPES, "recipe"))
-    return _validate(spec, recipe_defaults(recipe), where)
-
-
-def validate_vae(spec: dict, where: str) -> dict:
-    """Check a VAE spec and fill in its defaults (same error style as `validate_recipe`)."""
-    return _validate(spec, _VAE, where)
+TRAINING_THREADS = 1          # the weights must not depend on the machine's core count
 
 
 # ---------------------------------------------------------------------------------------------
 # Determinism helpers
 
 @contextlib.contextmanager
-def deterministic() -> Iterator[None]:
-    """`torch.use_deterministic_algorithms(True)` for the block; the previous setting after."""
+def deterministic(threads: int | None = None) -> Iterator[None]:
+    """`torch.use_deterministic_algorithms(True)` (and `threads` CPU threads, when given) for the
+    block; the previous settings after."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.set_num_threads(previous_threads)
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -228,10 +126,6 @@ def random_affine(x: torch.Tensor, rotate_deg: float, translate_px: float, scale
     ])
 
 
-def _step_size(spec: dict) -> float:
-    return spec["step_size"] if spec["step_size"] is not None else 2.5 * spec["eps"] / spec["steps"]
-
-
 def _fit(model: nn.Module, spec: dict, n: int, label: str, progress: bool,
          batch_loss: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, int]]) -> tuple[float, int]:
     """The training loop both recipes share: Adam with a one-cycle schedule, seeded shuffles.
@@ -284,11 +178,11 @@ def train_classifier(data: Dataset, spec: dict, *, progress: bool = False) -> tu
             noise = torch.randn(xb.shape, generator=draw, dtype=xb.dtype)
             xb = (xb + spec["sigma"] * noise).clamp(0, 1)
         elif recipe == "adversarial":
-            xb = pgd_linf(model, xb, yb, spec["eps"], spec["steps"], _step_size(spec), generator=draw)
+            xb = pgd_linf(model, xb, yb, spec["eps"], spec["steps"], step_size(spec), generator=draw)
         logits = model(xb)
         return F.cross_entropy(logits, yb), int((logits.argmax(1) == yb).sum())
 
-    with deterministic():
+    with deterministic(threads=TRAINING_THREADS):
         model = _seeded_build(seed, spec["arch"], in_channels=channels, num_classes=data.num_classes,
                               image_size=height, width=spec["width"])
         n = len(split.labels)
@@ -296,7 +190,7 @@ def train_classifier(data: Dataset, spec: dict, *, progress: bool = False) -> tu
     stats = {"seconds": time.perf_counter() - start, "final_train_loss": final_loss,
              "final_train_acc": correct / n, "n_train": n}
     if recipe == "adversarial":
-        stats["step_size"] = _step_size(spec)
+        stats["step_size"] = step_size(spec)
     return model, stats
 
 
@@ -306,51 +200,60 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float],
-                        attack_steps: int = 10, seed: int = 0) -> dict:
-    """Accuracies on the full test split (deterministic given `seed`).
+                        attack_steps: int = 10, seed: int = 0, attack_data: Dataset | None = None) -> dict:
+    """Accuracies on the test split of `data` (deterministic given `seed`).
 
-    clean_acc; robust_acc@<eps> under PGD-L∞ (`attack_steps` steps of 2.5·eps/steps, random
-    start); rotated_acc (mean over EVAL_ANGLES); translated_acc (mean over EVAL_SHIFTS).
+    clean_acc; rotated_acc (mean over EVAL_ANGLES); translated_acc (mean over EVAL_SHIFTS); and
+    robust_acc@<eps> under PGD-L∞ (`attack_steps` steps of 2.5·eps/steps, random start) on the
+    test split of `attack_data` (default: the same; the attack costs 2·steps passes per image).
+    The model runs in channels-last memory format meanwhile (max-pooling is several times
+    faster so; it is restored after).
     """
     eps = list(dict.fromkeys(float(e) for e in eps))
+    attack_data = attack_data or data
     start = time.perf_counter()
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    y_all = data.test.labels
-    n = len(y_all)
-    batch = max(1, min(500, EVAL_BATCH_PIXELS // math.prod(data.image_shape)))
     correct: dict[str, int] = {}
 
     def count(key: str, logits: torch.Tensor, y: torch.Tensor) -> None:
         correct[key] = correct.get(key, 0) + int((logits.argmax(1) == y).sum())
 
+    def batches(split_of: Dataset):
+        labels = split_of.test.labels
+        batch = max(1, min(500, EVAL_BATCH_PIXELS // math.prod(split_of.image_shape)))
+        for i in range(0, len(labels), batch):
+            rows = torch.arange(i, min(i + batch, len(labels)))
+            x = split_of.test.images(rows).to(device).contiguous(memory_format=torch.channels_last)
+            yield x, labels[rows].to(device)
+
     try:
+        model.to(memory_format=torch.channels_last)
         with deterministic():
-            attack = _generator(seed, _EVAL)
-            for i in range(0, n, batch):
-                rows = torch.arange(i, min(i + batch, n))
-                x, y = data.test.images(rows).to(device), y_all[rows].to(device)
-                with torch.no_grad():
+            with torch.no_grad():
+                for x, y in batches(data):
                     count("clean_acc", model(x), y)
                     for angle in EVAL_ANGLES:
-                        xr = _affine(x, angle, (0.0, 0.0), 1.0)
-                        count("rotated_acc", model(xr), y)
+                        count("rotated_acc", model(_affine(x, angle, (0.0, 0.0), 1.0)), y)
                     for dx, dy in EVAL_SHIFTS:
-                        xt = _affine(x, 0.0, (dx, dy), 1.0)
-                        count("translated_acc", model(xt), y)
+                        count("translated_acc", model(_affine(x, 0.0, (dx, dy), 1.0)), y)
+            attack = _generator(seed, _EVAL)
+            for x, y in batches(attack_data):
                 for e in eps:
-                    xa = pgd_linf(model, x, y, e, attack_steps, 2.5 * e / max(attack_steps, 1),
-                                  generator=attack)
+                    xa = pgd_linf(model, x, y, e, attack_steps, 2.5 * e / max(attack_steps, 1), generator=attack)
                     with torch.no_grad():
                         count(f"robust_acc@{e:g}", model(xa), y)
     finally:
+        model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
+    n, n_attacked = len(data.test), len(attack_data.test)
     out = {"clean_acc": correct["clean_acc"] / n}
-    out.update({f"robust_acc@{e:g}": correct[f"robust_acc@{e:g}"] / n for e in eps})
+    out.update({f"robust_acc@{e:g}": correct[f"robust_acc@{e:g}"] / n_attacked for e in eps})
     out["rotated_acc"] = correct["rotated_acc"] / (n * len(EVAL_ANGLES))
     out["translated_acc"] = correct["translated_acc"] / (n * len(EVAL_SHIFTS))
     out["n_test"] = n
+    out["n_attacked"] = n_attacked
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -379,7 +282,7 @@ def train_vae(data: Dataset, spec: dict, *, progress: bool = False) -> tuple[nn.
         recon, kl, _ = _vae_loss(model, xb, spec["beta"], noise)
         return (recon + spec["beta"] * kl).mean(), 0
 
-    with deterministic():
+    with deterministic(threads=TRAINING_THREADS):
         model = _seeded_build(seed, "convvae", in_channels=channels, image_size=height,
                               latent_dim=spec["latent_dim"])
         final_loss, _ = _fit(model, spec, len(split), f"train vae seed {seed}", progress, batch_loss)

@@ -1,11 +1,10 @@
-"""The model zoo: fetch (train, download or import) a model once, then load it verified.
+"""The model zoo: obtain (train, download or import) a model once, then load it verified.
 
-Every model, whatever its source, ends up as one directory `models/<id>/`:
-  model.safetensors   its state dict (tensors only: loading can never run code)
-  manifest.json       source, role, spec, architecture, sha256 of model.safetensors, accuracies
+Models live in the store (`store.py`: `models/<id>/` = model.safetensors + manifest.json).
 
 Sources:
-  local        trained here by a recipe (benchmark/models/training.py), deterministic
+  local        trained here by a recipe (benchmark/models/training.py), deterministic on one CPU
+               type; a suite may publish the checkpoint instead (`published.py`)
   robustbench  {name, dataset, threat_model}: RobustBench's checkpoint in
                models/robustbench/<dataset>/<threat_model>/<name>.pt, downloaded if absent
   torchvision  {arch, weights}: torchvision's weights through the torch hub cache
@@ -15,8 +14,7 @@ Sources:
 
 Integrity: downloads go to a temporary name, are checked (not an HTML error page, sha256 when
 pinned, loadable with weights_only) and only then renamed into place; a file whose sha256 does
-not match is refused and kept beside under `<name>.rejected-<sha>` for inspection; the model
-directory is replaced in one rename, so an interrupted fetch leaves the previous one intact.
+not match is refused and kept beside under `<name>.rejected-<sha>` for inspection.
 """
 
 from __future__ import annotations
@@ -25,13 +23,8 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
-import os
 import re
-import shutil
 import socket
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,11 +33,10 @@ import torch
 from torch import nn
 
 from ..errors import NFBenchError, one_of
-from ..storage import code_version, network_timeout, read_json, sha256_file, write_json
+from ..storage import network_timeout, sha256_file
+from . import store
+from .store import MODELS_DIR, download, model_dir, read_manifest, verify_sha256
 
-MODELS_DIR = Path("models")
-CHECKPOINT = "model.safetensors"
-MANIFEST = "manifest.json"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -69,46 +61,6 @@ def add_pixel_normalization(net: nn.Module, mean, std) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------
 # Files
-
-
-def model_dir(model_id: str, root: Path = MODELS_DIR) -> Path:
-    return Path(root) / model_id
-
-
-def read_manifest(model_id: str, root: Path = MODELS_DIR) -> dict | None:
-    path = model_dir(model_id, root) / MANIFEST
-    return read_json(path) if path.is_file() else None
-
-
-def status(model_id: str, root: Path = MODELS_DIR) -> str:
-    """present (checkpoint matches its manifest), missing, or corrupt."""
-    manifest = read_manifest(model_id, root)
-    checkpoint = model_dir(model_id, root) / CHECKPOINT
-    if manifest is None or not checkpoint.is_file():
-        return "missing"
-    return "present" if sha256_file(checkpoint) == manifest["sha256"] else "corrupt"
-
-
-def _reject(path: Path, actual: str) -> Path:
-    """Move a file that failed its check aside (kept for inspection) and return the new path."""
-    rejected = path.with_name(f"{path.name}.rejected-{actual[:12]}")
-    os.replace(path, rejected)
-    return rejected
-
-
-def verify_sha256(path: Path, expected: str, what: str, *, keep_aside: bool = True,
-                  prefix_only: bool = False) -> None:
-    """Refuse a file whose sha256 differs from `expected` (or does not start with it).
-
-    Files nfbench manages (downloads, models/) are moved aside as `<name>.rejected-<sha>` so the
-    next fetch starts clean and the bad file can still be inspected; a user's own file stays put.
-    """
-    actual = sha256_file(path)
-    if actual.startswith(expected) if prefix_only else actual == expected:
-        return
-    kept = f"; the file is kept as {_reject(path, actual)} for inspection" if keep_aside else ""
-    raise NFBenchError(f"{what}: sha256 of {path} is {actual}, expected {expected}"
-                       f"{'…' if prefix_only else ''}; refused{kept}")
 
 
 def safe_torch_load(path: Path, what: str) -> Any:
@@ -139,57 +91,13 @@ def load_state_file(path: Path, what: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def download(url: str, dest: Path, what: str, *, fetcher=None) -> None:
-    """Download to a temporary name, refuse an HTML error page, then rename onto `dest`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        with network_timeout():
-            if fetcher is not None:
-                fetcher(str(tmp))
-            else:
-                with urllib.request.urlopen(url) as response, open(tmp, "wb") as out:
-                    shutil.copyfileobj(response, out)
-        if not tmp.is_file() or tmp.stat().st_size == 0:
-            raise OSError("nothing was downloaded")
-        with open(tmp, "rb") as f:
-            head = f.read(512).lstrip().lower()
-        if head.startswith((b"<!doctype", b"<html")):
-            raise OSError("the server answered with an HTML page (quota or permission page), not a checkpoint")
-        os.replace(tmp, dest)
-    except NFBenchError:
-        raise
-    except Exception as exc:   # urllib, gdown and requests each raise their own types
-        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise NFBenchError(f"{what}: the checkpoint is not at {dest} and downloading it from {url} failed "
-                           f"({str(reason)[:200]}); put the file at {dest} and rerun") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _install(model_id: str, root: Path, state: Mapping[str, torch.Tensor], manifest: dict) -> dict:
-    """Write model.safetensors + manifest.json into a fresh directory, then swap it into place."""
+def install_state(model_id: str, root: Path, state: Mapping[str, torch.Tensor], manifest: dict) -> dict:
+    """`store.install` with the state dict as the checkpoint: safetensors (tensors only, so loading
+    can never run code); returns the manifest as written."""
     from safetensors.torch import save_file
 
-    final = model_dir(model_id, root)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=final.parent))
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(staging / CHECKPOINT))
-        manifest = {**manifest, "id": model_id, "checkpoint": CHECKPOINT,
-                    "sha256": sha256_file(staging / CHECKPOINT), "code_version": code_version()}
-        write_json(staging / MANIFEST, manifest)
-        old = final.with_name(f".{model_id}.old")
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-        os.replace(staging, final)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return manifest
+    return store.install(model_id, root, lambda dest: save_file(
+        {k: v.detach().cpu().contiguous() for k, v in state.items()}, str(dest)), manifest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,32 +183,49 @@ def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
 # Fetching
 
 
-def fetch(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_DIR,
-          generative: bool = False, progress: bool = True, what: str | None = None) -> dict:
-    """Make `models/<id>/` for one model (train, download or import it) and return its manifest.
+def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress: bool = True) -> tuple[bytes, dict]:
+    """Train a local model by its recipe: (its checkpoint as safetensors bytes, whose metadata
+    records the recipe (`published.file_metadata`, so the file can be published as it is), and
+    its manifest fields)."""
+    from safetensors.torch import save
+
+    from ..data import load_dataset
+    from . import published
+    from .recipes import architecture
+    from .training import train_classifier, train_vae
+
+    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    recipe = published.recipe(spec, generative)
+    net, stats = (train_vae if generative else train_classifier)(data, recipe, progress=progress)
+    arch = architecture(recipe, (*data.image_shape[:2], data.num_classes))
+    checkpoint = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+                      metadata=published.file_metadata(recipe, arch))
+    # which kernels trained it: training is bit-identical only on one CPU type
+    training = {**stats, "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return checkpoint, {"source": "local", "role": "generative" if generative else spec["role"], "spec": dict(spec),
+                        "architecture": arch, "data_hash": data.content_hash, "training": training}
+
+
+def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_DIR,
+           generative: bool = False, progress: bool = True, what: str | None = None) -> dict:
+    """Make `<root>/<id>/` by training (local), downloading or importing the model; its manifest.
 
     Downloaded and imported models are acquired before the dataset is touched, so a missing
-    checkpoint is reported at once; then they are checked and evaluated on the suite's data.
-    `what` starts every error message (default `model '<id>'`; a model card names its file).
+    checkpoint is reported at once; then they are checked on two of the suite's images.
+    `what` starts every error message (default `model '<id>'`).
     """
     from ..data import load_dataset
 
-    what = what or f"model {model_id!r}"
     if spec["source"] == "local":
-        data = load_dataset(params["data"]["dataset"], params["data"]["root"])
-        if generative:
-            return _fetch_vae(model_id, spec, data, root, progress)
-        net, stats, arch = _train_local(spec, data, progress)
-        source_info: dict = {"training": stats}
-    else:
-        net, source_info, arch = acquire(spec, root, what)
-        data = load_dataset(params["data"]["dataset"], params["data"]["root"])
-        (check_autoencoder if generative else check_classifier)(net, data, what)
+        checkpoint, manifest = train(spec, params, generative=generative, progress=progress)
+        return store.install(model_id, root, lambda dest: dest.write_bytes(checkpoint), manifest)
+    what = what or f"model {model_id!r}"
+    net, source_info, arch = acquire(spec, root, what)
+    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    (check_autoencoder if generative else check_classifier)(net, data, what)
     manifest = {"source": spec["source"], "role": "generative" if generative else spec["role"],
                 "spec": dict(spec), "architecture": arch, "data_hash": data.content_hash, **source_info}
-    if not generative:
-        manifest["accuracy"] = evaluate(net, data, params, local=spec["source"] == "local", spec=spec)
-    return _install(model_id, root, net.state_dict(), manifest)
+    return install_state(model_id, root, net.state_dict(), manifest)
 
 
 def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict]:
@@ -309,50 +234,26 @@ def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict
             "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
 
 
-def evaluate(net: nn.Module, data, params: Mapping, *, local: bool, spec: Mapping) -> dict:
-    """Clean and PGD-L∞ robust accuracy (and rotated/translated accuracy) of a fetched model.
+def evaluate(net: nn.Module, data, params: Mapping, *, local: bool) -> dict:
+    """Clean, rotated and translated accuracy, and PGD-L∞ robust accuracy at the suite's ε, of a model.
 
-    Local models are evaluated on the whole test split; downloaded ones on the suite's fixed
-    evaluation points (a full CIFAR-10/ImageNet attack is a GPU job, and RobustBench publishes
-    full-test-set numbers, recorded as `reference`).
+    The attack runs on the suite's fixed evaluation points (it costs 2·steps passes per image: a
+    full CIFAR-10/ImageNet attack is a GPU job, and RobustBench publishes full-test-set numbers,
+    recorded as `reference`); the other accuracies on the whole test split for local models, on
+    the evaluation points for downloaded ones.
     """
     from ..data import eval_indices
     from .training import evaluate_classifier
 
     attack = params["attack"]
-    eps = sorted({float(attack["eps"]), float(spec.get("eps") or attack["eps"])})
-    if not local:
-        ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
-        data = dataclasses.replace(data, test=data.test.subset(ids))
-    result = evaluate_classifier(net, data, eps=eps, attack_steps=attack["steps"], seed=params["data"]["seed"])
-    result["evaluated_on"] = "test split" if local else f"{params['data']['eval_points']} evaluation points"
+    ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
+    points = dataclasses.replace(data, test=data.test.subset(ids))
+    result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])],
+                                 attack_steps=attack["steps"], seed=params["data"]["seed"], attack_data=points)
+    where = f"{params['data']['eval_points']} evaluation points"
+    result["evaluated_on"] = "test split" if local else where
+    result["attacked_on"] = where
     return result
-
-
-def _train_local(spec: Mapping, data, progress: bool):
-    from .training import train_classifier
-
-    from ..config import recipe_of
-
-    recipe = recipe_of(spec)
-    net, stats = train_classifier(data, recipe, progress=progress)
-    channels, height, _ = data.image_shape
-    arch = {"name": recipe["arch"], "kwargs": {"in_channels": channels, "num_classes": data.num_classes,
-                                                "image_size": height, "width": recipe["width"]}}
-    return net, stats, arch
-
-
-def _fetch_vae(model_id: str, spec: Mapping, data, root: Path, progress: bool) -> dict:
-    from .training import train_vae
-
-    recipe = {k: v for k, v in spec.items() if k != "source"}
-    vae, stats = train_vae(data, recipe, progress=progress)
-    channels, height, _ = data.image_shape
-    arch = {"name": "convvae", "kwargs": {"in_channels": channels, "image_size": height,
-                                          "latent_dim": recipe["latent_dim"]}}
-    manifest = {"source": "local", "role": "generative", "spec": dict(spec), "architecture": arch,
-                "data_hash": data.content_hash, "training": stats}
-    return _install(model_id, root, vae.state_dict(), manifest)
 
 
 def robustbench_path(spec: Mapping, root: Path = MODELS_DIR) -> Path:
@@ -518,11 +419,3 @@ def check_autoencoder(net: nn.Module, data, what: str) -> None:
     if not isinstance(out, torch.Tensor) or out.shape != x.shape or z.ndim != 2:
         raise NFBenchError(f"{what}: encode/decode must map images {tuple(x.shape)} to latents [2, d] and back; "
                            f"got latents {tuple(getattr(z, 'shape', ()))} and images {tuple(getattr(out, 'shape', ()))}")
-
-
-def manifest_summary(manifest: Mapping) -> dict:
-    """The small, committed metrics file of a fetched model (for `dvc metrics`)."""
-    keep = {k: manifest[k] for k in ("id", "source", "role", "sha256") if k in manifest}
-    return {**keep, **{k: v for k, v in (manifest.get("accuracy") or {}).items()},
-            **({"training": manifest["training"]} if "training" in manifest else {})}
-

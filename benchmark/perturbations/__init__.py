@@ -1,4 +1,4 @@
-"""Frames: which tangent vectors are pushed through a model at each point.
+"""Frame specs: which tangent vectors are pushed through a model at each point, as data.
 
 A frame spec is plain data (it lives in params.yaml), one entry per family:
 
@@ -7,34 +7,23 @@ A frame spec is plain data (it lives in params.yaml), one entry per family:
     generative:   {model: vae, count: 8}     # count: null keeps every latent direction
 
 Families always appear in the frame in this order; labels are `rotate`, `noise/3`, `vae/5`.
+This package's top level is torch-free (params.yaml is validated with it); the vectors
+themselves are built by `frame.build_frame` from `augmentations`, `noise` and `generative`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from ..errors import NFBenchError, one_of
-from .augmentations import COLOUR_ONLY, TRANSFORMS, tangents
-from .generative import Autoencoder, decoder_directions
-from .noise import noise_directions
+from ..vocab import COLOUR_ONLY, FAMILIES, TRANSFORMS
 
-FAMILIES = ("augmentation", "noise", "generative")
 _PARAMS: dict[str, dict[str, Any]] = {
     "augmentation": {"transforms": list(TRANSFORMS[:7])},
     "noise": {"count": 16, "seed": 0},
     "generative": {"model": None, "count": None},
 }
-
-
-@dataclass
-class Frame:
-    vectors: torch.Tensor     # B×k×C×H×W
-    labels: list[str]
-    families: list[str]
 
 
 def validate_spec(spec: Mapping[str, Any], where: str = "frame", channels: int | None = None) -> dict:
@@ -84,31 +73,3 @@ def _check_values(spec: dict, where: str, channels: int | None) -> None:
         count("generative", spec["generative"]["count"], allow_none=True)
         if not isinstance(spec["generative"]["model"], str):
             raise NFBenchError(f"{where}.generative.model: must name the autoencoder to use")
-
-
-def build_frame(spec: Mapping[str, Any], x: torch.Tensor, point_ids: torch.Tensor,
-                autoencoder: Autoencoder | None = None) -> Frame:
-    """The frame of `spec` at points x (B×C×H×W): vectors B×k×C×H×W with labels and families."""
-    spec = validate_spec(spec, channels=x.shape[1])
-    parts: list[torch.Tensor] = []
-    labels: list[str] = []
-    families: list[str] = []
-    if "augmentation" in spec:
-        names = spec["augmentation"]["transforms"]
-        parts.append(tangents(x, names))
-        labels += names
-        families += ["augmentation"] * len(names)
-    if "noise" in spec:
-        n = spec["noise"]["count"]
-        parts.append(noise_directions(x, point_ids, n, spec["noise"]["seed"]))
-        labels += [f"noise/{i}" for i in range(n)]
-        families += ["noise"] * n
-    if "generative" in spec:
-        if autoencoder is None:
-            raise NFBenchError(f"the frame asks for generative directions from "
-                               f"{spec['generative']['model']!r} but no autoencoder was given")
-        columns = decoder_directions(x, autoencoder, spec["generative"]["count"])
-        parts.append(columns.to(x.dtype))
-        labels += [f"{spec['generative']['model']}/{i}" for i in range(columns.shape[1])]
-        families += ["generative"] * columns.shape[1]
-    return Frame(torch.cat(parts, dim=1), labels, families)

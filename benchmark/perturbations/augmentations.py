@@ -29,12 +29,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..errors import NFBenchError, one_of
+from ..vocab import COLOUR_ONLY, TRANSFORMS
 
-TRANSFORMS: tuple[str, ...] = (
-    "rotate", "translate_x", "translate_y", "scale", "shear",
-    "brightness", "contrast", "saturation", "hue",
-)
-COLOUR_ONLY: frozenset[str] = frozenset({"saturation", "hue"})
 
 # torchvision's luma weights (rgb_to_grayscale); note they sum to 0.9999, not 1.
 _LUMA = (0.2989, 0.587, 0.114)

@@ -12,12 +12,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 POINTS = Path("data/points.safetensors")          # the suite's fixed evaluation points
 DATA_SUMMARY = Path("metrics/data.json")
 MODELS = Path("models")                           # models/<id>/ (checkpoint + manifest)
-MODEL_METRICS = Path("metrics/models")            # <id>.json: accuracies (committed)
+MODEL_METRICS = Path("metrics/models.json")       # per model: identity and accuracies (committed)
 FRAMES = Path("frames")                           # <id>.safetensors: Grams per layer
 STATISTICS = Path("metrics/points")               # <id>.safetensors: per-point statistics
 SUMMARY = Path("metrics/summary.json")            # per-model per-layer means (committed)
@@ -31,7 +29,16 @@ SUBMITTED_MODELS = MODELS / "submissions"         # <id>/: submitted models, fet
 LEADERBOARD = Path("leaderboard")                 # <suite>/<id>.json submitted, <suite>-suite/<id>.json derived
 
 
-def resolve_device(setting: str) -> torch.device:
+def model_root(spec: Mapping) -> Path:
+    """Where a suite model's directory lives: models/<id>/, or models/<entry>/<id>/ for the models
+    of an entry with seeds (that entry's one DVC output)."""
+    return MODELS / spec["group"] if "group" in spec else MODELS
+
+
+def resolve_device(setting: str):
+    """The torch.device of params.yaml `device` (auto: CUDA when present)."""
+    import torch
+
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if setting.startswith("cuda") and not torch.cuda.is_available():

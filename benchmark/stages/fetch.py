@@ -1,14 +1,22 @@
-"""`nfbench fetch ID | --suite S`: train, download or import models into models/<id>/."""
+"""`nfbench fetch ID [ID ...] | --suite S`: install models into models/ (one DVC stage per entry).
+
+An id is a params.yaml entry (an entry with seeds fetches all its models), one model of such
+an entry (`std-s3`), or an autoencoder.  A local model's published checkpoint is installed as
+a verified copy (no torch, no MLflow: nothing is computed); the models to train are trained in
+parallel; a model that is trained, downloaded or imported is mirrored to MLflow with what its
+manifest records.  Accuracies are measured by the evaluate stage.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Mapping
 
 from ..errors import NFBenchError, one_of
-from ..models import zoo
-from ..storage import sha256_json, write_json
-from ..tracking import log_run
-from . import MODEL_METRICS, MODELS, announce
+from ..models import Wanted, fetch, store
+from ..storage import sha256_json
+from . import MODELS, announce, model_root
 
 
 def model_spec(params: Mapping, model_id: str) -> tuple[dict, bool]:
@@ -21,36 +29,63 @@ def model_spec(params: Mapping, model_id: str) -> tuple[dict, bool]:
     raise NFBenchError(f"{one_of(model_id, known, 'model id')} (suite {params['suite']})")
 
 
-def run(params: Mapping, model_ids: list[str], *, track: bool = True) -> None:
-    for model_id in model_ids:
-        spec, generative = model_spec(params, model_id)
-        with announce(f"fetch {model_id}") as info:
-            manifest = zoo.fetch(model_id, spec, params, root=MODELS, generative=generative)
-            summary = zoo.manifest_summary(manifest)
-            write_json(MODEL_METRICS / f"{model_id}.json", summary)
-            acc = manifest.get("accuracy") or {}
-            eps = params["attack"]["eps"]
-            info["did"] = (f"{spec['source']} {manifest['role']} model, sha256 {manifest['sha256'][:12]}"
-                           + (f"; clean {acc['clean_acc']:.1%}, PGD@{eps:g} {acc[f'robust_acc@{eps:g}']:.1%}"
-                              if acc else ""))
-            info["out"] = str(MODELS / model_id)
-            if track:
-                flat = {f"spec.{k}": v for k, v in spec.items()}
-                log_run(params, model=model_id, stage="fetch",
-                        run_params={"source": spec["source"], "role": manifest["role"], **flat,
-                                    "data_hash": manifest["data_hash"], "sha256": manifest["sha256"],
-                                    "spec_hash": sha256_json(spec)},
-                        metrics={k: v for k, v in _numbers(summary).items()},
-                        artifacts=[MODELS / model_id / zoo.MANIFEST])
+def wanted(params: Mapping, ids: list[str]) -> list[Wanted]:
+    """The models named by entry, model or autoencoder ids, in order, each once."""
+    out: dict[str, Wanted] = {}
+    for name in ids:
+        known = {*params["model_groups"], *params["models"], *params["generative"]}
+        if name not in known:
+            raise NFBenchError(f"{one_of(name, known, 'model id')} (suite {params['suite']})")
+        for model_id in params["model_groups"].get(name, [name]):
+            spec, generative = model_spec(params, model_id)
+            out.setdefault(model_id, Wanted(model_id, spec, model_root(spec), generative))
+    return list(out.values())
 
 
-def _numbers(tree: Mapping, prefix: str = "") -> dict[str, float]:
+def run(params: Mapping, ids: list[str], *, track: bool = True) -> None:
+    items = wanted(params, ids)
+    with announce(f"fetch {' '.join(ids)}") as info:
+        start = time.perf_counter()
+        counts: dict[str, int] = {}
+        for w, manifest, why_not in fetch(items, params):
+            how = store.obtained(manifest)
+            counts[how] = counts.get(how, 0) + 1
+            print(f"[fetch {w.id}] {_did(w.spec, manifest, how, why_not)} "
+                  f"({time.perf_counter() - start:.1f} s) -> {w.root / w.id}", file=sys.stderr)
+            if track and how != "published":
+                _log(params, w, manifest)
+        info["did"] = f"{len(items)} models (" + ", ".join(f"{n} {how}" for how, n in sorted(counts.items())) + ")"
+        info["out"] = f"{MODELS}/"
+
+
+def _did(spec: Mapping, manifest: Mapping, how: str, why_not: str) -> str:
+    sha = manifest["sha256"][:12]
+    if how == "published":
+        return f"published checkpoint {spec['published']['checkpoint']} (sha256 {sha}) verified"
+    if how == "trained":
+        return (f"trained here ({spec.get('recipe', 'vae')} recipe, seed {spec['seed']}"
+                + (f"; not the published checkpoint: {why_not}" if why_not else "") + f"), sha256 {sha}")
+    return f"{spec['source']} {manifest['role']} model, sha256 {sha}"
+
+
+def _log(params: Mapping, w: Wanted, manifest: Mapping) -> None:
+    from ..tracking import log_run
+
+    log_run(params, model=w.id, stage="fetch",
+            run_params={"source": w.spec["source"], "role": manifest["role"],
+                        **{f"spec.{k}": v for k, v in w.spec.items()}, "data_hash": manifest["data_hash"],
+                        "sha256": manifest["sha256"], "spec_hash": sha256_json(w.spec)},
+            metrics=numbers({"training": manifest.get("training") or {}}),
+            artifacts=[w.root / w.id / store.MANIFEST])
+
+
+def numbers(tree: Mapping, prefix: str = "") -> dict[str, float]:
     """Flatten the numeric leaves of a nested dict (`training.seconds`, `clean_acc`, …)."""
     out: dict[str, float] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}".replace("@", "_at_")
         if isinstance(value, Mapping):
-            out.update(_numbers(value, name + "."))
+            out.update(numbers(value, name + "."))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)
     return out

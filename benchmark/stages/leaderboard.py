@@ -25,11 +25,12 @@ from pathlib import Path
 from .. import leaderboard as lb
 from ..errors import NFBenchError, one_of
 from ..metrics import FrameStatistics, frame_statistics
-from ..models import zoo
+from ..models import Wanted, fetch, store
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_json, write_text
 from . import (LEADERBOARD, MODEL_METRICS, MODELS, POINTS, REPORTS, STATISTICS, SUBMISSIONS, SUBMITTED_MODELS,
                announce, resolve_device)
 from .data import load_points
+from .evaluate import model_accuracy
 from .frames import model_frames
 from .metrics import model_record
 
@@ -86,11 +87,12 @@ def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
     standard = [e for e in suite_entries if e["role"] == "standard"]
     reference = lb.reference(e["penultimate"] for e in standard)
     with _importable(SUBMISSIONS):
-        manifest = zoo.fetch(card.id, card.spec, params, root=models_root, what=f"{card.path}: model")
+        [(_, manifest, _)] = fetch([Wanted(card.id, card.spec, models_root, what=f"{card.path}: model")], params)
+        accuracy = model_accuracy(params, card.id, card.spec, models_root=models_root)
         result = model_frames(params, card.id, card.spec, models_root=models_root)
-    stats = frame_statistics(result, model_record(params, card.id, card.spec, manifest))
+    stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy))
     provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml", "card_sha256": sha256_file(card.path),
-                  "evaluated_on": manifest["accuracy"]["evaluated_on"],
+                  "evaluated_on": accuracy["evaluated_on"],
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     return _entry(params, stats, card.spec, manifest["sha256"], reference, [e["id"] for e in standard],
                   provenance, card=card.raw)
@@ -101,7 +103,8 @@ def refresh(params: Mapping) -> bool:
     holds no statistics of the suite's models."""
     ids = list(params["models"])
     paths = {m: STATISTICS / f"{m}.safetensors" for m in ids}
-    if not all(p.is_file() for p in paths.values()) or not all((MODEL_METRICS / f"{m}.json").is_file() for m in ids):
+    evaluated = read_json(MODEL_METRICS) if MODEL_METRICS.is_file() else {}
+    if not all(p.is_file() for p in paths.values()) or not all(m in evaluated for m in ids):
         return False
     stats = {m: FrameStatistics.load(p) for m, p in paths.items()}
     if any(s.meta.get("suite") != params["suite"] for s in stats.values()):
@@ -111,9 +114,9 @@ def refresh(params: Mapping) -> bool:
     context = _context(params)
     out = suite_dir(params)
     for m in ids:
-        fetched = read_json(MODEL_METRICS / f"{m}.json")
-        write_json(out / f"{m}.json", _entry(params, stats[m], params["models"][m], fetched["sha256"], reference,
-                                             standard, {**context, "evaluated_on": fetched.get("evaluated_on")}))
+        record = evaluated[m]
+        write_json(out / f"{m}.json", _entry(params, stats[m], params["models"][m], record["sha256"], reference,
+                                             standard, {**context, "evaluated_on": record["accuracy"]["evaluated_on"]}))
     for stale in out.glob("*.json"):
         if stale.stem not in params["models"]:
             stale.unlink()
@@ -191,7 +194,7 @@ def _context(params: Mapping) -> dict:
     generative = params["perturbations"].get("generative")
     autoencoder = None
     if generative:
-        autoencoder = zoo.read_manifest(generative["model"], MODELS)
+        autoencoder = store.read_manifest(generative["model"], MODELS)
         if autoencoder is None:
             raise NFBenchError(f"the autoencoder {generative['model']!r} has not been fetched; run "
                                f"`nfbench fetch {generative['model']}` (or dvc repro fetch_generative)")

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..errors import NFBenchError
 from ..frames import FrameResult
 from ..metrics import FrameStatistics, frame_statistics
-from ..models import zoo
-from ..storage import write_bytes, write_json
-from . import FRAMES, MODELS, STATISTICS, SUMMARY, announce
+from ..storage import read_json, write_bytes, write_json
+from . import FRAMES, MODEL_METRICS, STATISTICS, SUMMARY, announce
 
 _TRAINED_WITH = {"rotate_deg": ["rotate"], "translate_px": ["translate_x", "translate_y"], "scale_range": ["scale"]}
 
 
-def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, manifest: Mapping | None = None) -> dict:
+def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, accuracy: Mapping | None = None) -> dict:
     """What the claims need to know about a model besides its frames: role, ε, accuracies, …
 
-    spec and manifest default to the suite's entry and models/<id>/manifest.json.
+    spec and accuracy default to the suite's entry and the evaluate stage's metrics/models.json.
     """
     spec = spec if spec is not None else params["models"][model_id]
-    manifest = manifest if manifest is not None else (zoo.read_manifest(model_id, MODELS) or {})
-    acc = manifest.get("accuracy") or {}
+    acc = accuracy if accuracy is not None else evaluated(model_id)["accuracy"]
     eps = params["attack"]["eps"]
     if spec["source"] == "local" and spec.get("recipe") == "augmentation":
         trained = [label for key, labels in _TRAINED_WITH.items() if spec.get(key) for label in labels]
@@ -28,11 +27,21 @@ def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, ma
         trained = list(spec.get("augmentations", []))
     threat = "Linf" if spec.get("recipe") == "adversarial" else spec.get("threat_model")
     return {"id": model_id, "role": spec["role"], "eps": float(spec.get("eps", 0.0)), "source": spec["source"],
+            "seed": spec.get("seed") if spec["source"] == "local" else None, "group": spec.get("group"),
             "threat_model": threat if spec["role"] == "adversarial" else None,
             "display_name": spec.get("display_name", model_id), "suite": params["suite"],
             "accuracy": {"clean_acc": acc.get("clean_acc"), "robust_acc": acc.get(f"robust_acc@{eps:g}"),
                          "rotated_acc": acc.get("rotated_acc"), "translated_acc": acc.get("translated_acc")},
             "reference": dict(spec.get("reference") or {}), "augmentations": trained}
+
+
+def evaluated(model_id: str) -> dict:
+    """The evaluate stage's record of a model (identity and accuracies) in metrics/models.json."""
+    records = read_json(MODEL_METRICS) if MODEL_METRICS.is_file() else {}
+    if model_id not in records:
+        raise NFBenchError(f"{MODEL_METRICS} has no record of model {model_id!r}; run `nfbench evaluate` "
+                           f"(dvc repro evaluate) first")
+    return records[model_id]
 
 
 def run(params: Mapping) -> dict[str, FrameStatistics]:

@@ -1,0 +1,59 @@
+"""`nfbench evaluate [ID ...]`: the accuracies of the suite's fetched classifiers.
+
+Clean accuracy, PGD-L∞ robust accuracy at the suite's ε (and at the model's own training ε),
+accuracy on rotated and on translated images (`zoo.evaluate`), written with each model's
+identity to metrics/models.json (committed, `dvc metrics show`).  One process for all models:
+a stage per model would pay the import of torch and MLflow once per model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import NFBenchError
+from ..models import store
+from ..storage import read_json, sha256_json, write_json
+from . import MODEL_METRICS, announce, model_root
+
+
+def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, data=None) -> dict:
+    """The accuracies of one fetched classifier on the suite's data (`data`: the loaded dataset;
+    `models_root`: where its directory is, by default the suite's)."""
+    from ..data import load_dataset
+    from ..models import zoo
+
+    data = data or load_dataset(params["data"]["dataset"], params["data"]["root"])
+    net = zoo.load(model_id, spec, models_root or model_root(spec))
+    return zoo.evaluate(net, data, params, local=spec["source"] == "local")
+
+
+def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = True) -> None:
+    """Evaluate the given models (default: all of the suite's) into metrics/models.json."""
+    from ..data import load_dataset
+    from .fetch import model_spec, numbers
+
+    ids = model_ids or list(params["models"])
+    for model_id in ids:
+        if model_spec(params, model_id)[1]:
+            raise NFBenchError(f"{model_id!r} is a generative model; accuracies are measured for classifiers")
+    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    eps = params["attack"]["eps"]
+    records = read_json(MODEL_METRICS) if model_ids and MODEL_METRICS.is_file() else {}
+    for i, model_id in enumerate(ids, 1):
+        spec = params["models"][model_id]
+        with announce(f"evaluate {i}/{len(ids)} {model_id}") as info:
+            accuracy = model_accuracy(params, model_id, spec, data=data)
+            manifest = store.read_manifest(model_id, model_root(spec))
+            record = records[model_id] = {**store.manifest_summary(manifest), "accuracy": accuracy}
+            info["did"] = (f"clean {accuracy['clean_acc']:.1%}, PGD@{eps:g} {accuracy[f'robust_acc@{eps:g}']:.1%} "
+                           f"on the {accuracy['evaluated_on']}")
+            if track:
+                from ..tracking import log_run
+
+                log_run(params, model=model_id, stage="evaluate",
+                        run_params={"source": spec["source"], "role": manifest["role"],
+                                    "obtained": store.obtained(manifest), "sha256": manifest["sha256"],
+                                    "data_hash": data.content_hash, "spec_hash": sha256_json(spec),
+                                    **{f"spec.{k}": v for k, v in spec.items()}},
+                        metrics=numbers(record), artifacts=[model_root(spec) / model_id / store.MANIFEST])
+    write_json(MODEL_METRICS, {m: records[m] for m in sorted(records)})

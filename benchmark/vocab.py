@@ -1,0 +1,20 @@
+"""Shared names: the vocabulary of datasets, roles, sources, perturbations and architectures.
+
+A leaf with no imports, so that validating params.yaml and installing a published checkpoint
+need no torch (importing torch costs seconds per process, and a pipeline stage per model pays
+it once per model).  The modules that implement these names import them from here.
+"""
+
+DATASETS = ("mnist5k", "mnist", "cifar10", "imagenet")
+# dataset -> (channels, image size, classes)
+DATASET_DIMS = {"mnist5k": (1, 28, 10), "mnist": (1, 28, 10), "cifar10": (3, 32, 10), "imagenet": (3, 224, 1000)}
+
+ROLES = ("standard", "augmentation", "adversarial", "noise", "other")
+SOURCES = ("local", "robustbench", "torchvision", "timm", "file")
+
+FAMILIES = ("augmentation", "noise", "generative")
+TRANSFORMS = ("rotate", "translate_x", "translate_y", "scale", "shear",
+              "brightness", "contrast", "saturation", "hue")
+COLOUR_ONLY = frozenset({"saturation", "hue"})
+
+CLASSIFIERS = ("smallcnn",)          # local architectures a recipe can train (benchmark/models/nets.py)
