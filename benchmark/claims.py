@@ -13,13 +13,21 @@ Role aggregates.  Every statistic is built from *role aggregates*:
 
 for a group g of models (a role, or the models of one ε), a per-point quantity q (relative
 sensitivity of a family or label, or the frame's effective rank) and a layer slot l; both
-aggregations are nan-aware (`mean` or `geomean`, declared in the task's `aggregate`).
+aggregations are nan-aware (`mean` or `geomean`, declared in the task's `aggregate`).  With
+`aggregate: {labels: geomean}` the selected labels are one subject: q is, per point, the
+geometric mean of their relative sensitivities (pooling tangents that one claim is about).
 
 Bootstrap.  Paired and hierarchical: each replicate draws the evaluation points with
 replacement once, and the same draw is used for every model (the points are shared by all
 models of a suite); then, within each group that has several models (seeds, or several models
-of one role), the models are drawn with replacement.  The statistic is recomputed on every
-replicate; the interval is the percentile interval.  Replicate 0 is the data themselves (all
+of one role), the models are drawn with replacement — by seed, one draw for all groups, when
+every group holds one model of each of the same training seeds (a local recipe's seed fixes its
+initial weights and data order, so the standard and the augmentation model of one seed are a
+matched pair, and pairing removes what the seed alone contributes to their difference), and
+within strata when a group holds several seeds of each of several recipes (the adversarial
+models of each ε): the design fixes how many models each ε has, so a replicate keeps that, and
+the spread between the ε levels, which no retraining changes, does not widen the interval.  The
+statistic is recomputed on every replicate; the interval is the percentile interval.  Replicate 0 is the data themselves (all
 points once, every model once): its value is the reported point estimate.  The random stream
 of each (task, measure, subject) is seeded from `seed` and that name alone, so the same inputs
 give the same table and adding a task does not change the others.
@@ -47,11 +55,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import ROLES, read_yaml
+from .config import read_yaml
 from .errors import NFBenchError, one_of
 from .metrics import FrameStatistics
-from .perturbations import FAMILIES
-from .perturbations.augmentations import TRANSFORMS
+from .vocab import FAMILIES, ROLES, TRANSFORMS
 
 __all__ = ["Task", "Measure", "STATISTICS", "load_tasks", "load_task", "evaluate", "verdict", "expected_text"]
 
@@ -64,10 +71,10 @@ LADDER_MIN_LEVELS = 3                       # distinct ε among the ladder's mod
 TRAINED = "trained"                         # labels: the augmentations the treatment was trained with
 
 _TOP_KEYS = ("id", "claim", "operationalization", "compare", "perturbation", "layers", "accuracy",
-             "statistic", "expected", "aggregate", "bootstrap", "tolerance", "measures")
+             "statistic", "expected", "aggregate", "bootstrap", "measures")
 _MEASURE_KEYS = ("compare", "perturbation", "layers", "accuracy", "statistic", "expected",
-                 "aggregate", "bootstrap", "tolerance")
-_DEFAULTS = {"aggregate": {"points": "mean", "models": "mean", "overall": None},
+                 "aggregate", "bootstrap")
+_DEFAULTS = {"aggregate": {"points": "mean", "models": "mean", "overall": None, "labels": None},
              "bootstrap": {"samples": 2000, "confidence": 0.95}}
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]+/\d+$")   # noise/3, vae/5: the other families' labels
 _TINY = 1e-300                                   # floor for logs (a killed perturbation is 0)
@@ -87,9 +94,8 @@ class Measure:
     layers: list | None             # items: input | penultimate | logits | all | {after_depth, up_to_depth}
     accuracy: str | None
     expected: dict                  # {direction, threshold, margin} | {finding: {bin: [lo, hi]}}
-    aggregate: dict                 # {points, models, overall}
+    aggregate: dict                 # {points, models, overall, labels}
     bootstrap: dict                 # {samples, confidence}
-    tolerance: dict                 # {absolute, relative}
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
     if name not in STATISTICS:
         raise NFBenchError(f"{at('statistic')}: {one_of(str(name), STATISTICS, 'statistic')}")
     stat = STATISTICS[name]
-    for key in ("expected", "tolerance", "compare"):
+    for key in ("expected", "compare"):
         if key not in raw:
             raise NFBenchError(f"{at(key)}: required")
     compare = _compare(raw["compare"], stat.design, at("compare"))
@@ -181,9 +187,11 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
     aggregate = _aggregate(raw.get("aggregate"), at("aggregate"))
     if aggregate["overall"] and not stat.overall:
         raise NFBenchError(f"{at('aggregate')}.overall: statistic {name!r} has no per-layer rows to combine")
+    if aggregate["labels"] and "labels" not in (perturbation or {}):
+        raise NFBenchError(f"{at('aggregate')}.labels: pools the labels of `perturbation: {{labels: ...}}`; "
+                           f"this measure selects none")
     return Measure(name, compare, perturbation, layers, accuracy, _expected(raw["expected"], at("expected")),
-                   aggregate, _bootstrap(raw.get("bootstrap"), at("bootstrap")),
-                   _tolerance(raw["tolerance"], at("tolerance")))
+                   aggregate, _bootstrap(raw.get("bootstrap"), at("bootstrap")))
 
 
 def _names(value, valid, noun: str, where: str, kind: str | None = None) -> list[str]:
@@ -322,14 +330,17 @@ def _aggregate(raw, where: str) -> dict:
     if raw is None:
         return dict(_DEFAULTS["aggregate"])
     if not isinstance(raw, Mapping):
-        raise NFBenchError(f"{where}: must be a mapping of points, models, overall")
-    _known_keys(raw, ("points", "models", "overall"), where)
+        raise NFBenchError(f"{where}: must be a mapping of points, models, overall, labels")
+    _known_keys(raw, ("points", "models", "overall", "labels"), where)
     out = {**_DEFAULTS["aggregate"], **raw}
     for key in ("points", "models"):
         if out[key] not in AGGREGATIONS:
             raise NFBenchError(f"{where}.{key}: {one_of(str(out[key]), AGGREGATIONS, 'aggregation')}")
     if out["overall"] not in (None, "geomean"):
         raise NFBenchError(f"{where}.overall: must be geomean (a row combining the layers) or absent")
+    if out["labels"] not in (None, "geomean"):
+        raise NFBenchError(f"{where}.labels: must be geomean (one subject pooling the labels) or absent "
+                           f"(a row per label)")
     return out
 
 
@@ -346,13 +357,6 @@ def _bootstrap(raw, where: str) -> dict:
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
         raise NFBenchError(f"{where}.confidence: must be a number in (0, 1), got {c!r}")
     return {"samples": out["samples"], "confidence": float(c)}
-
-
-def _tolerance(raw, where: str) -> dict:
-    if not isinstance(raw, Mapping) or not raw:
-        raise NFBenchError(f"{where}: must be a mapping with absolute and/or relative")
-    _known_keys(raw, ("absolute", "relative"), where)
-    return {key: _number(raw.get(key, 0.0), f"{where}.{key}", 0.0) for key in ("absolute", "relative")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,19 +391,57 @@ def _model_aggregate(a: np.ndarray, idx: np.ndarray, how: str) -> np.ndarray:
 
 
 class _Draws:
-    """One set of bootstrap draws: points shared by every model, models within each group."""
+    """One set of bootstrap draws: points shared by every model; then models, in one of two designs.
 
-    def __init__(self, rng: np.random.Generator, n_points: int, samples: int, groups: Mapping[str, int]):
+    Paired: when every group holds one model of each of the same training seeds and no group is
+    stratified, one draw of seeds serves all groups (each takes its model of each drawn seed).
+    Otherwise each group is drawn on its own, within its strata when it has several and each
+    holds several models (models of one ε and one set of trained augmentations: seeds of one
+    recipe), so a draw keeps the design's proportions of ε levels.
+
+    models: group -> [(seed, stratum) of each of its models]; seed None where a model has none.
+    """
+
+    def __init__(self, rng: np.random.Generator, n_points: int, samples: int, models: Mapping[str, list]):
         self.counts = np.ones((samples + 1, n_points))
         if n_points:
             self.counts[1:] = rng.multinomial(n_points, np.full(n_points, 1 / n_points), size=samples)
+        seeds = {g: [seed for seed, _ in ms] for g, ms in models.items()}
+        strata = {g: _strata([stratum for _, stratum in ms]) for g, ms in models.items()}
+        shared = sorted(next(iter(seeds.values()), []), key=str)
+        self.paired = len(models) > 1 and len(shared) > 1 and all(
+            None not in s and len(set(s)) == len(s) and sorted(s, key=str) == shared and len(strata[g]) == 1
+            for g, s in seeds.items())
         self.models: dict[str, np.ndarray] = {}
-        for name in sorted(groups):
-            n = groups[name]
-            idx = np.tile(np.arange(n), (samples + 1, 1))
-            if n > 1:
-                idx[1:] = rng.integers(0, n, size=(samples, n))
-            self.models[name] = idx
+        if self.paired:                  # one draw of seeds; each group takes its model of each seed
+            draw = self._draw(rng, [list(range(len(shared)))], samples)
+            for name in sorted(models):
+                self.models[name] = np.asarray([seeds[name].index(s) for s in shared])[draw]
+            return
+        for name in sorted(models):
+            self.models[name] = self._draw(rng, strata[name], samples)
+
+    @staticmethod
+    def _draw(rng: np.random.Generator, strata: list[list[int]], samples: int) -> np.ndarray:
+        """[samples + 1, n] model indices: replicate 0 is every model once; the others draw each
+        stratum's models with replacement from that stratum."""
+        n = sum(len(s) for s in strata)
+        idx = np.tile(np.arange(n), (samples + 1, 1))
+        for members in strata:
+            if len(members) > 1:
+                idx[1:, members] = np.asarray(members)[rng.integers(0, len(members), size=(samples, len(members)))]
+        return idx
+
+
+def _strata(keys: list) -> list[list[int]]:
+    """Model positions grouped by stratum key; one stratum unless there are several and each has
+    several models (a stratum of one cannot be resampled on its own)."""
+    groups: dict = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    if len(groups) > 1 and all(len(members) > 1 for members in groups.values()):
+        return list(groups.values())
+    return [list(range(len(keys)))]
 
 
 class _NotRun(Exception):
@@ -417,20 +459,30 @@ class _Context:
     """What a statistic function sees: the groups of models, the subject, the draws, helpers."""
 
     def __init__(self, stats: Mapping[str, FrameStatistics], measure: Measure, groups: dict[str, list[str]],
-                 subject: dict, label: str, draws: _Draws):
+                 subject: dict, label: str, draws: _Draws, cache: dict):
         self.stats, self.measure, self.groups, self.subject, self.label = stats, measure, groups, subject, label
-        self.draws = draws
+        self.draws, self._cache = draws, cache
 
     # quantities ------------------------------------------------------------------------------
-    def quantity(self, model_id: str, what: tuple[str, str | None]) -> np.ndarray:
-        """[L, B] per-point values of one model: ('family'|'label'|'rank'|'family_rank', name)."""
+    def quantity(self, model_id: str, what: tuple[str, Any]) -> np.ndarray:
+        """[L, B] per-point values of one model: ('family'|'label'|'labels'|'rank'|'family_rank', name)."""
+        key = (model_id, *what)
+        if key not in self._cache:                  # the same model's quantity serves many rows
+            self._cache[key] = self._quantity(model_id, what)
+        return self._cache[key]
+
+    def _quantity(self, model_id: str, what: tuple[str, Any]) -> np.ndarray:
         st = self.stats[model_id]
         kind, name = what
         if kind in ("family", "family_rank") and name not in st.families:
             raise _NotRun(f"family {name!r} is not in the frames of {model_id} "
                           f"(families: {', '.join(st.family_names)})")
-        if kind == "label" and name not in st.labels:
-            raise _NotRun(f"label {name!r} is not in the frames of {model_id}")
+        for label in (name if kind == "labels" else [name] if kind == "label" else []):
+            if label not in st.labels:
+                raise _NotRun(f"label {label!r} is not in the frames of {model_id}")
+        if kind == "labels":                # pooled: per point, the geometric mean over the labels
+            logs = np.stack([np.log(np.maximum(np.asarray(st.label(l), dtype=np.float64), _TINY)) for l in name])
+            return np.exp(logs.mean(0))
         if kind == "family":
             v = st.family(name)
         elif kind == "label":
@@ -441,10 +493,13 @@ class _Context:
             v = st.family_rank[st.family_names.index(name)]
         return np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
 
-    def sensitivity(self, family: str | None = None) -> tuple[str, str]:
+    def sensitivity(self, family: str | None = None) -> tuple[str, Any]:
         if family is not None:
             return ("family", family)
-        return ("label", self.subject["label"]) if "label" in self.subject else ("family", self.subject["family"])
+        for kind in ("labels", "label", "family"):
+            if kind in self.subject:
+                return (kind, self.subject[kind])
+        raise _NotRun("this measure has no perturbation to measure the sensitivity to")
 
     def rank(self) -> tuple[str, str | None]:
         return ("family_rank", self.subject["family"]) if "family" in self.subject else ("rank", None)
@@ -651,46 +706,61 @@ def suppression_ratio(ctx: _Context):
     return _layer_rows(ctx, slots, _ratio(by_f, by_ref))
 
 
-@_statistic("half_gap_depth", TWO_GROUP, perturbation="required", layers="all-only", reference="optional")
-def half_gap_depth(ctx: _Context):
-    """With the gap g(l) = log M_control(l) − log M_treatment(l) along the layers (minus the same
-    gap of the reference family, when one is given), the relative depth where g first reaches
-    half its value at the logits (linear interpolation between observed layers); undefined when
-    the gap at the logits is not positive."""
-    slots = ctx.slots(["all"])
-    ids = sorted({m for g in ctx.groups.values() for m in g})
-    last = slots[-1]
-    if any(ctx.stats[m].layers[last.index[m]] != "logits" for m in ids):
-        raise _NotRun("the half-gap depth needs `logits` as every model's last observed layer")
-
+def _gap(ctx: _Context, slots: list[_Slot]) -> np.ndarray:
+    """[R, S]: g = log M_control − log M_treatment of the subject at the slots, minus the same gap
+    of the reference family when the measure names one (the subject-specific part)."""
     def gap(what):
         return _log(ctx.role_mean("control", what, slots)) - _log(ctx.role_mean("treatment", what, slots))
 
     g = gap(ctx.sensitivity())
-    if "reference" in ctx.subject:
-        g = g - gap(ctx.sensitivity(ctx.subject["reference"]))
+    return g - gap(ctx.sensitivity(ctx.subject["reference"])) if "reference" in ctx.subject else g
+
+
+@_statistic("gap_gain", TWO_GROUP, perturbation="required", layers="required", reference="optional")
+def gap_gain(ctx: _Context):
+    """g(logits) − mean of g over the selected (early) layers, with the gap g(l) = log M_control(l)
+    − log M_treatment(l) (minus the same gap of the reference family, when one is given): how much
+    of the treatment's gap, as a log factor of sensitivity, is built after those layers (> 0: the
+    gap grows with depth; ≈ 0: it is already there)."""
+    early = ctx.slots()
+    ends = ctx.slots(["logits"])
+    if any(s.name == "logits" for s in early):
+        raise _NotRun("the early layers must not include the logits")
+    g = _gap(ctx, early + ends)
+    return [(f"{ctx.label} @ logits − {early[0].name}…{early[-1].name}", g[:, -1] - _nanmean(g[:, :-1], 1))]
+
+
+@_statistic("gap_mean_depth", TWO_GROUP, perturbation="required", layers="all-only", reference="optional")
+def gap_mean_depth(ctx: _Context):
+    """Where along depth the treatment's gap is built: with g(l) = log M_control(l) − log
+    M_treatment(l) along the layers (minus the same gap of the reference family, when one is
+    given; 0 at the input), the gap-weighted mean depth Σ_j d̄_j (g_j − g_{j−1}) / g_logits over
+    the steps j between observed layers (d̄_j: the step's mid depth), which equals 1 − ∫ g/g_logits
+    over the piecewise-linear profile.  0.5 when the gap grows evenly with depth, towards 1 when
+    it appears at the end, towards 0 when it is there from the first layer (below 0 when it
+    overshoots early and recedes); undefined when the gap at the logits is not positive.  An
+    integral over the whole profile, so it moves little where a first crossing would jump."""
+    slots = ctx.slots(["all"])
+    ids = sorted({m for g in ctx.groups.values() for m in g})
+    last = slots[-1]
+    if any(ctx.stats[m].layers[last.index[m]] != "logits" for m in ids):
+        raise _NotRun("the gap profile needs `logits` as every model's last observed layer")
+    g = _gap(ctx, slots)
     if not g[0, -1] - g[0, 0] > 0:
         raise _NotRun("no gap at the logits (the treatment is not less sensitive there than the control), "
-                      "so there is no half-gap depth")
-    depth = np.array([s.depth for s in slots])
-    return [(ctx.label, _half_crossing(g, depth))]
+                      "so the gap profile has no depth")
+    return [(ctx.label, _gap_mean_depth(g, np.array([s.depth for s in slots])))]
 
 
-def _half_crossing(gap: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """gap [R, S] along depth [S] (gap at depth 0 is 0) -> [R] depth of the first half crossing."""
+def _gap_mean_depth(gap: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """gap [R, S] along depth [S] (the first slot is the input) -> [R] gap-weighted mean depth;
+    nan where the final gap is not positive."""
     gap = gap - gap[:, :1]                                       # exactly 0 at the input
-    half = gap[:, -1] / 2
-    crossed = gap >= half[:, None]
-    j = np.argmax(crossed, axis=1)
-    ok = (half > 0) & crossed.any(1) & (j > 0)
-    j = np.where(ok, j, 1)
-    rows = np.arange(len(gap))
-    g0, g1 = gap[rows, j - 1], gap[rows, j]
-    d0, d1 = depth[j - 1], depth[j]
+    final = gap[:, -1]
+    middle = (depth[1:] + depth[:-1]) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(g1 > g0, (half - g0) / (g1 - g0), 1.0)
-    out = d0 + np.clip(t, 0, 1) * (d1 - d0)
-    return np.where(ok & np.isfinite(g0) & np.isfinite(g1), out, np.nan)
+        out = (np.diff(gap, axis=1) * middle).sum(1) / final
+    return np.where((final > 0) & np.isfinite(out), out, np.nan)
 
 
 @_statistic("accuracy_difference", TWO_GROUP, perturbation="forbidden", layers="forbidden")
@@ -766,10 +836,11 @@ def evaluate(tasks: list[Task], stats: Mapping[str, FrameStatistics], *, seed: i
     n_points = _check_points(stats)
     suites = sorted({str(st.meta.get("suite", "")) for st in stats.values()} - {""})
     rows: list[dict] = []
+    cache: dict = {}
     for task in tasks:
         task_rows: list[dict] = []
         for i, measure in enumerate(task.measures):
-            task_rows += _evaluate_measure(task, i, measure, stats, seed, n_points)
+            task_rows += _evaluate_measure(task, i, measure, stats, seed, n_points, cache)
         seen: dict[tuple, int] = {}
         for row in task_rows:               # keep (task, statistic, subject) unique: it is the row's key
             key = (row["statistic"], row["subject"])
@@ -872,6 +943,8 @@ def _subject_dict(measure: Measure, subject: str) -> dict:
         return {}
     name = subject.split(" vs ")[0]
     reference = {"reference": p["reference"]} if "reference" in p else {}
+    if "labels" in p and measure.aggregate["labels"]:
+        return {"labels": tuple(name.split("+")), **reference}
     return {"label": name, **reference} if "labels" in p else {"family": name, **reference}
 
 
@@ -883,8 +956,9 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
     if "family" in p:
         return [(f"{f} vs {p['reference']}" if "reference" in p else f, groups) for f in p["family"]]
     vs = f" vs {p['reference']}" if "reference" in p else ""
+    pooled = measure.aggregate["labels"] is not None
     if p["labels"] != TRAINED:
-        return [(label + vs, groups) for label in p["labels"]]
+        return [("+".join(p["labels"]) + vs, groups)] if pooled else [(label + vs, groups) for label in p["labels"]]
     trained: dict[str, None] = {}
     for m in groups["treatment"]:
         for label in stats[m].meta.get("augmentations") or []:
@@ -893,8 +967,14 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
         return [("trained augmentations", f"the {treatment} models record no trained augmentations "
                                           f"(meta.augmentations)")]
     order = {label: i for i, label in enumerate(TRANSFORMS)}
+    ordered = sorted(trained, key=lambda l: (order.get(l, len(order)), l))
+    if pooled:                 # the labels every treatment model was trained with, as one subject
+        common = [l for l in ordered if all(l in (stats[m].meta.get("augmentations") or []) for m in groups["treatment"])]
+        if not common:
+            return [("trained augmentations", f"the {treatment} models share no trained augmentation to pool")]
+        return [("+".join(common) + vs, groups)]
     out = []
-    for label in sorted(trained, key=lambda l: (order.get(l, len(order)), l)):
+    for label in ordered:
         with_label = [m for m in groups["treatment"] if label in (stats[m].meta.get("augmentations") or [])]
         out.append((label + vs, {**groups, "treatment": with_label}))
     return out
@@ -908,14 +988,21 @@ def _count_roles(groups: dict[str, list[str]], stats) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _stratum(st: FrameStatistics) -> tuple:
+    """What makes models of one group different recipes rather than seeds of one: ε and the
+    augmentations trained with."""
+    return (float(st.meta.get("eps") or 0.0), tuple(st.meta.get("augmentations") or ()))
+
+
 def _rng(seed: int, *key: Any) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32("|".join(map(str, key)).encode())])
 
 
-def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int, n_points: int) -> list[dict]:
+def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int, n_points: int,
+                      cache: dict) -> list[dict]:
     stat = STATISTICS[measure.statistic]
     base = {"task": task.id, "claim": task.claim, "statistic": measure.statistic,
-            "expected": expected_text(measure.expected), "tolerance": dict(measure.tolerance),
+            "expected": expected_text(measure.expected), "expectation": _json_safe(measure.expected),
             "confidence": measure.bootstrap["confidence"], "n_points": n_points}
     rows = []
     for unit in _units(measure, stats):
@@ -924,15 +1011,24 @@ def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int
             continue
         label, groups, subject, n_models = unit
         draws = _Draws(_rng(seed, task.id, index, label), n_points, measure.bootstrap["samples"],
-                       {g: len(ids) for g, ids in groups.items()})
-        ctx = _Context(stats, measure, groups, subject, label, draws)
+                       {g: [(stats[m].meta.get("seed"), _stratum(stats[m])) for m in ids] for g, ids in groups.items()})
+        ctx = _Context(stats, measure, groups, subject, label, draws, cache)
         try:
             computed = stat.fn(ctx)
         except _NotRun as exc:
             rows.append(_not_run(base, label, str(exc), n_models))
             continue
-        rows += [_row(base, name, reps, measure, n_models) for name, reps in computed]
+        rows += [{**_row(base, name, reps, measure, n_models), "paired_by_seed": draws.paired}
+                 for name, reps in computed]
     return rows
+
+
+def _json_safe(expected: dict) -> dict:
+    """The expectation as JSON can hold it: an unbounded bin edge (±inf) becomes null."""
+    if "finding" not in expected:
+        return dict(expected)
+    return {"finding": {name: [e if math.isfinite(e) else None for e in edges]
+                        for name, edges in expected["finding"].items()}}
 
 
 def _not_run(base: dict, subject: str, reason: str, n_models: dict) -> dict:

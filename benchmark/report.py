@@ -5,9 +5,10 @@
     claims.md        GitHub table of every claim row: value [CI], expectation, verdict
     claims.tex       the same as a booktabs LaTeX table
     layers.md        per model and layer: mean relative sensitivity per family, effective rank
-    figures/         PNG + SVG: per family, relative sensitivity vs relative depth (bootstrap
-                     bands over points, one line per model, coloured by role); effective rank vs
-                     depth; the ε-ladder dose-response when the suite has a ladder
+    figures/         PNG + SVG: per family, relative sensitivity vs relative depth (one line per
+                     params.yaml entry — the mean over its seeds — coloured by role, with bootstrap
+                     bands over points and seeds); effective rank vs depth; the ε-ladder
+                     dose-response when the suite has a ladder
 
 Every file is a pure function of the inputs: figures carry no dates, a fixed SVG hash salt and
 fixed bootstrap seeds, so a rerun writes identical bytes.  `summary` is the small JSON of
@@ -122,7 +123,9 @@ def claims_markdown(claims: Mapping, tasks_link: str = "tasks") -> str:
     lines = [f"# Claims — suite `{claims.get('suite', '')}`, bootstrap seed {claims.get('seed', 0)}", "",
              f"The operationalizations are nfbench's own, not the paper's (its body is not available to us); "
              f"each claim is declared, with its statistic, threshold and margin, in [tasks/]({tasks_link}/). "
-             f"Intervals are paired, hierarchical bootstrap intervals (points, then models within a role). "
+             f"Intervals are paired, hierarchical bootstrap intervals: the points, shared by every model, then "
+             f"the models within a role — by seed across roles when their models are seeds of matched recipes, "
+             f"within each ε when a role holds several seeds of several ε. "
              f"Verdicts: supported / not supported when the interval lies wholly on one side of "
              f"threshold ± margin, inconclusive when it straddles it; findings are reported, not tested.", "",
              tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
@@ -231,33 +234,56 @@ def layers_markdown(stats: Mapping[str, FrameStatistics]) -> str:
 
 def _point_bands(x: np.ndarray, key: str, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x [S, B] -> (mean, low, high) [S]: nan-aware mean over points with a bootstrap interval."""
-    b = x.shape[1]
+    return _bands(x[None], key, confidence)
+
+
+def _bands(x: np.ndarray, key: str, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x [n, S, B] of n models -> (mean, low, high) [S]: the mean over the models of their nan-aware
+    point means, with a bootstrap interval that resamples the points (shared by the models) and,
+    when there are several, the models — as the claims' intervals do."""
+    n, _, b = x.shape
     rng = np.random.default_rng([0, zlib.crc32(key.encode())])
-    counts = np.vstack([np.ones(b), rng.multinomial(b, np.full(b, 1 / b), size=_BAND_SAMPLES)])
+    counts = np.vstack([np.ones(b), rng.multinomial(b, np.full(b, 1 / b), size=_BAND_SAMPLES)])   # [R, B]
     ok = ~np.isnan(x)
-    den = counts @ ok.T.astype(np.float64)
-    means = np.where(den > 0, (counts @ np.where(ok, x, 0.0).T) / np.where(den > 0, den, 1.0), np.nan)
-    alpha = 1 - confidence
+    den = np.einsum("rb,nsb->nrs", counts, ok.astype(np.float64))
+    num = np.einsum("rb,nsb->nrs", counts, np.where(ok, x, 0.0))
+    means = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)                     # [n, R, S]
+    drawn = np.tile(np.arange(n), (_BAND_SAMPLES + 1, 1))
+    if n > 1:
+        drawn[1:] = rng.integers(0, n, size=(_BAND_SAMPLES, n))
     with np.errstate(all="ignore"):
-        lo, hi = np.nanquantile(means[1:], [alpha / 2, 1 - alpha / 2], axis=0) \
-            if np.isfinite(means[1:]).any() else (means[0], means[0])
-    return means[0], lo, hi
+        curves = np.nanmean(means[drawn.T, np.arange(_BAND_SAMPLES + 1)[None, :]], axis=0)    # [R, S]
+        alpha = 1 - confidence
+        lo, hi = np.nanquantile(curves[1:], [alpha / 2, 1 - alpha / 2], axis=0) \
+            if np.isfinite(curves[1:]).any() else (curves[0], curves[0])
+    return curves[0], lo, hi
+
+
+def entries(stats: Mapping[str, FrameStatistics]) -> dict[str, list[str]]:
+    """The models by the params.yaml entry they come from (the seeds of one recipe are one entry)."""
+    out: dict[str, list[str]] = {}
+    for m in sorted(stats):
+        out.setdefault(str(stats[m].meta.get("group") or m), []).append(m)
+    return out
 
 
 def _styles(stats: Mapping[str, FrameStatistics]) -> dict[str, tuple[str, str]]:
+    """Entry -> (colour of its role, a line style per entry within the role)."""
     seen: dict[str, int] = {}
     out = {}
-    for m in sorted(stats):
-        role = str(stats[m].meta.get("role", "other"))
-        out[m] = (ROLE_COLOURS.get(role, ROLE_COLOURS["other"]), _LINESTYLES[seen.get(role, 0) % len(_LINESTYLES)])
+    for entry, ids in entries(stats).items():
+        role = str(stats[ids[0]].meta.get("role", "other"))
+        out[entry] = (ROLE_COLOURS.get(role, ROLE_COLOURS["other"]),
+                      _LINESTYLES[seen.get(role, 0) % len(_LINESTYLES)])
         seen[role] = seen.get(role, 0) + 1
     return out
 
 
-def _label(st: FrameStatistics, model_id: str) -> str:
-    meta = st.meta
+def _label(stats: Mapping[str, FrameStatistics], entry: str, ids: list[str]) -> str:
+    meta = stats[ids[0]].meta
     eps = float(meta.get("eps") or 0)
-    return f"{meta.get('display_name', model_id)} ({meta.get('role', '?')}" + (f", ε={eps:g})" if eps else ")")
+    name = f"{entry}, {len(ids)} seeds" if len(ids) > 1 else meta.get("display_name", entry)
+    return f"{name} ({meta.get('role', '?')}" + (f", ε={eps:g})" if eps else ")")
 
 
 def _figure(width: float = 8.0, height: float = 4.2, **adjust):
@@ -273,59 +299,53 @@ def _legend(ax) -> None:
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
+def _depth_figure(stats: Mapping[str, FrameStatistics], values, key: str, positive: bool):
+    """One line per entry of `values(st)` [L, B] against relative depth, with its band."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    styles = _styles(stats)
+    for entry, ids in entries(stats).items():
+        rows = [values(stats[m]) for m in ids]
+        if any(r is None for r in rows) or len({r.shape for r in rows}) != 1:
+            continue
+        mean, lo, hi = _bands(np.stack(rows), f"{entry}|{key}")
+        depth = _np(stats[ids[0]].depth)
+        colour, ls = styles[entry]
+        ok = np.isfinite(mean) & ((mean > 0) if positive else True)
+        ax.plot(depth[ok], mean[ok], color=colour, linestyle=ls, marker="o", markersize=3,
+                linewidth=1.4, label=_label(stats, entry, ids))
+        band = ok & np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) if positive else True)
+        ax.fill_between(depth[band], lo[band], hi[band], color=colour, alpha=0.15, linewidth=0)
+    if ax.lines:
+        _legend(ax)
+    return fig, ax
+
+
 def sensitivity_figure(stats: Mapping[str, FrameStatistics], family: str):
-    """Relative sensitivity of one family vs relative depth, one line per model (bands: bootstrap over points)."""
+    """Relative sensitivity of one family vs relative depth, one line per entry (the mean over its
+    seeds; bands: bootstrap over points and seeds)."""
     import matplotlib
 
     with matplotlib.rc_context(_RC):
-        fig = _figure()
-        ax = fig.add_subplot()
-        styles = _styles(stats)
-        plotted = 0
-        for m, st in stats.items():
-            if family not in st.family_names:
-                continue
-            plotted += 1
-            mean, lo, hi = _point_bands(_np(st.family(family)), f"{m}|{family}")
-            depth = _np(st.depth)
-            colour, ls = styles[m]
-            ok = np.isfinite(mean) & (mean > 0)
-            ax.plot(depth[ok], mean[ok], color=colour, linestyle=ls, marker="o", markersize=3,
-                    linewidth=1.4, label=_label(st, m))
-            band = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
-            ax.fill_between(depth[band], lo[band], hi[band], color=colour, alpha=0.15, linewidth=0)
+        fig, ax = _depth_figure(stats, lambda st: _np(st.family(family)) if family in st.family_names else None,
+                                family, positive=True)
         ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         _log_y(ax)
         ax.set_xlabel("relative depth (input 0, last observed layer 1)")
         ax.set_ylabel("relative sensitivity (elasticity)")
-        ax.set_title(f"{family} directions: mean over points, 95% bootstrap band")
-        if plotted:
-            _legend(ax)
+        ax.set_title(f"{family} directions (mean over points and seeds, 95% band)")
     return fig
 
 
 def rank_figure(stats: Mapping[str, FrameStatistics]):
-    """Effective rank of the whole frame vs relative depth, one line per model."""
+    """Effective rank of the whole frame vs relative depth, one line per entry."""
     import matplotlib
 
     with matplotlib.rc_context(_RC):
-        fig = _figure()
-        ax = fig.add_subplot()
-        styles = _styles(stats)
-        for m, st in stats.items():
-            mean, lo, hi = _point_bands(_np(st.rank), f"{m}|rank")
-            depth = _np(st.depth)
-            colour, ls = styles[m]
-            ok = np.isfinite(mean)
-            ax.plot(depth[ok], mean[ok], color=colour, linestyle=ls, marker="o", markersize=3,
-                    linewidth=1.4, label=_label(st, m))
-            band = ok & np.isfinite(lo) & np.isfinite(hi)
-            ax.fill_between(depth[band], lo[band], hi[band], color=colour, alpha=0.15, linewidth=0)
+        fig, ax = _depth_figure(stats, lambda st: _np(st.rank), "rank", positive=False)
         ax.set_xlabel("relative depth (input 0, last observed layer 1)")
         ax.set_ylabel("effective rank of the frame (normalized)")
-        ax.set_title("frame collapse: mean over points, 95% bootstrap band")
-        if ax.lines:
-            _legend(ax)
+        ax.set_title("frame collapse (mean over points and seeds, 95% band)")
     return fig
 
 
