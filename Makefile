@@ -1,11 +1,15 @@
 # nfbench: `make repro` runs the embedded suite end to end; `make test` runs the tests.
 # Both create .venv and install the pinned environment (requirements.lock) on first use.
+# `make check` compares the results with the committed reference (reproduce: to float rounding);
+# `make replicate` retrains every model with other seeds and judges the conclusions' agreement.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# seeds of a replication: as many as the suite's models use (14), none of theirs (0-13)
+SEEDS  ?= 100 101 102 103 104 105 106 107 108 109 110 111 112 113
 
-.PHONY: install test test-fast repro bench check clean
+.PHONY: install test test-fast repro bench check replicate clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +31,9 @@ repro: install
 
 check: install
 	$(BIN)/nfbench check
+
+replicate: install
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nfbench replicate --seeds $(SEEDS)
 
 bench: install
 	$(BIN)/nfbench bench frames

@@ -43,16 +43,23 @@ def cmd_fetch(args) -> None:
     from .stages import fetch, suite_params
 
     params = suite_params(_params(args), args.suite)
-    if args.model and args.suite:
-        raise NFBenchError("give either a model id or --suite, not both")
-    if args.model:
-        ids = [args.model]
-        fetch.model_spec(params, args.model)
+    if args.models and args.suite:
+        raise NFBenchError("give either model ids or --suite, not both")
+    if args.models:
+        ids = args.models
+        fetch.wanted(params, ids)                        # unknown ids fail before anything else
     elif args.suite:
-        ids = list(params["generative"]) + list(params["models"])
+        ids = list(params["generative"]) + list(params["model_groups"])
     else:
-        raise NFBenchError("name a model id, or --suite NAME for all models of a suite")
+        raise NFBenchError("name model ids, or --suite NAME for all models of a suite")
     fetch.run(params, ids, track=_tracked(params, args))
+
+
+def cmd_evaluate(args) -> None:
+    from .stages import evaluate
+
+    params = _params(args)
+    evaluate.run(params, args.models, track=_tracked(params, args))
 
 
 def cmd_frames(args) -> None:
@@ -60,7 +67,7 @@ def cmd_frames(args) -> None:
 
     params = _params(args)
     method = "fd" if args.fallback == "finite-difference" else None
-    frames.run(params, args.model, method=method, track=_tracked(params, args))
+    frames.run(params, args.models, method=method, track=_tracked(params, args))
 
 
 def cmd_metrics(args) -> None:
@@ -108,44 +115,107 @@ def cmd_leaderboard_verify(args) -> None:
 
 
 def cmd_check(args) -> None:
-    from .regression import compare, format_table
+    from .regression import compare, summary
     from .stages import CLAIMS
     from .storage import read_json
 
     reference = Path(args.reference) / "claims.json"
-    if not CLAIMS.is_file():
-        raise NFBenchError(f"{CLAIMS} does not exist; run the pipeline (dvc repro) first")
+    fresh = Path(args.claims) if args.claims else CLAIMS
+    if not fresh.is_file():
+        raise NFBenchError(f"{fresh} does not exist; run the pipeline (dvc repro) first")
     if args.update:
         from .storage import write_bytes
 
-        write_bytes(reference, CLAIMS.read_bytes())
-        print(f"{reference} now holds the results of {CLAIMS}")
+        write_bytes(reference, fresh.read_bytes())
+        print(f"{reference} now holds the results of {fresh}")
         return
     if not reference.is_file():
         raise NFBenchError(f"no reference at {reference} (create it with `nfbench check --update`)")
-    ok, rows = compare(read_json(CLAIMS), read_json(reference))
-    print(format_table(rows))
+    ok, rows = compare(read_json(fresh), read_json(reference), args.mode)
+    print(check_report(rows, args.mode, fresh, reference))
     if not ok:
-        moved = [r for r in rows if r.get("status") != "ok"]
-        raise NFBenchError(f"{len(moved)} result(s) moved beyond tolerance or changed verdict "
-                           f"against {reference}")
-    print(f"all {len(rows)} results within tolerance of {reference}")
+        bad = summary(rows).get("differs" if args.mode == "reproduce" else "disagrees", 0)
+        raise NFBenchError(f"{bad} of {len(rows)} result(s) of {fresh} "
+                           + ("do not reproduce" if args.mode == "reproduce" else "disagree with")
+                           + f" {reference} ({args.mode} mode)")
+
+
+def check_report(rows: list[dict], mode: str, fresh, reference) -> str:
+    """The check's table under a line saying what the mode demands, and the totals."""
+    from .regression import ROUNDING, format_table, replication_totals, summary
+
+    demand = (f"reproduce mode (same artifacts): every verdict identical, every value within float rounding "
+              f"(±max({ROUNDING['absolute']:g}, {ROUNDING['relative']:g}·|reference|)); any difference fails"
+              if mode == "reproduce" else
+              "replicate mode (retrained models): rows agree, are borderline (a call at the verdict boundary) "
+              "or disagree; only a disagreement fails")
+    counts = summary(rows)
+    lines = [f"{len(rows)} rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    if mode == "replicate":
+        totals = replication_totals(rows)
+        verdicts, findings = totals["verdicts"], totals["findings"]
+        n_v, n_f = sum(verdicts.values()), sum(findings.values())
+        lines.append(f"verdict rows: {verdicts.get('agrees', 0)}/{n_v} agree"
+                     + (f" ({verdicts.get('agrees', 0) / n_v:.0%})" if n_v else "")
+                     + f", {verdicts.get('borderline', 0)} borderline, {verdicts.get('disagrees', 0)} disagree")
+        lines.append(f"findings: {findings.get('agrees', 0)}/{n_f} in the same category, "
+                     f"{findings.get('borderline', 0)} in the adjacent one, {findings.get('disagrees', 0)} further")
+    return "\n".join([f"{fresh} against {reference} — {demand}", "", format_table(rows, mode), "", *lines])
+
+
+def cmd_replicate(args) -> None:
+    from . import replicate
+
+    params = _params(args)
+    reference = Path(args.reference) / "claims.json"
+    if not reference.is_file():
+        raise NFBenchError(f"no reference at {reference} to replicate (make it with `dvc repro && nfbench check --update`)")
+    ok, rows, workspace = replicate.run(params, args.seeds, reference)
+    report = check_report(rows, "replicate", workspace / "reports" / "claims.json", reference)
+    from .storage import write_text
+
+    write_text(workspace / "agreement.md", report + "\n")
+    print(report)
+    if not ok:
+        from .regression import summary
+
+        raise NFBenchError(f"{summary(rows).get('disagrees', 0)} of {len(rows)} rows of the replication with seeds "
+                           f"{' '.join(map(str, args.seeds))} disagree with {reference} (table above, and "
+                           f"{workspace / 'agreement.md'})")
+
+
+def cmd_publish(args) -> None:
+    from .models.published import publish
+    from .stages import MODELS
+
+    params = _params(args)
+    ids = args.models or [m for group in ("generative", "models") for m, spec in params[group].items()
+                          if spec["source"] == "local"]
+    records = publish(params, ids, models_root=MODELS)
+    for model_id, record in records.items():
+        print(f"[publish {model_id}] {record['checkpoint']} sha256 {record['sha256'][:12]}")
+    print(f"suites/{params['suite']}.yaml and {args.params}: published checkpoints of {len(records)} models recorded; "
+          f"commit zoo/{params['suite']}/ with them, then `dvc repro` and `nfbench check --update`")
+    if any(m in params["generative"] for m in records):
+        print("note: the autoencoder defines the on-manifold directions, so a new one changes the protocol: "
+              "every frame and leaderboard entry of the suite must be recomputed (`nfbench leaderboard verify` "
+              "refuses entries made with the old one)")
 
 
 def cmd_models_list(args) -> None:
     from tabulate import tabulate
 
-    from .models import zoo
-    from .stages import MODELS, suite_params
+    from .models import store
+    from .stages import model_root, suite_params
 
     params = suite_params(_params(args), args.suite)
     rows = []
     for group, generative in ((params["generative"], True), (params["models"], False)):
         for model_id, spec in group.items():
-            state = zoo.status(model_id, MODELS)
-            manifest = zoo.read_manifest(model_id, MODELS) or {}
-            if state == "present" and spec.get("source") == "local":
-                state = "trained"
+            state = store.status(model_id, model_root(spec))
+            manifest = store.read_manifest(model_id, model_root(spec)) or {}
+            if state == "present":
+                state = store.obtained(manifest)
             rows.append({"id": model_id, "source": spec.get("source", "local"),
                          "role": "generative" if generative else spec["role"],
                          "status": state, "sha256": manifest.get("sha256", "")[:16]})
@@ -194,19 +264,23 @@ def parser() -> argparse.ArgumentParser:
         return sp
 
     stage("data", cmd_data, "evaluation points of the suite's dataset (stage 1)")
-    sp = stage("fetch", cmd_fetch, "train, download or import a model (stage 2)", tracked=True)
-    sp.add_argument("model", nargs="?", help="model id from params.yaml")
+    sp = stage("fetch", cmd_fetch, "install a model: its published checkpoint, or train, download or import it "
+                                   "(stage 2)", tracked=True)
+    sp.add_argument("models", nargs="*", metavar="ID",
+                    help="params.yaml entries (an entry with seeds: all its models), model ids or autoencoders")
     sp.add_argument("--suite", help="fetch every model of this suite")
-    sp = stage("frames", cmd_frames, "neural frames of one model (stage 3)", tracked=True)
-    sp.add_argument("model", help="model id from params.yaml")
+    sp = stage("evaluate", cmd_evaluate, "clean and robust accuracy of the suite's models (stage 3)", tracked=True)
+    sp.add_argument("models", nargs="*", metavar="ID", help="model ids from params.yaml (default: all)")
+    sp = stage("frames", cmd_frames, "neural frames of the suite's models (stage 4)", tracked=True)
+    sp.add_argument("models", nargs="*", metavar="ID", help="model ids from params.yaml (default: all)")
     sp.add_argument("--fallback", choices=["finite-difference"],
                     help="central finite differences instead of forward-mode AD (slower, approximate; "
                          "for operators without forward AD)")
-    stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 4)")
-    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 5)", tracked=True)
-    stage("report", cmd_report, "tables and figures under reports/ (stage 6)")
+    stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 5)")
+    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 6)", tracked=True)
+    stage("report", cmd_report, "tables and figures under reports/ (stage 7)")
     sp = stage("leaderboard", cmd_leaderboard,
-               "suite entries and reports/leaderboard.md/html from the entries (stage 7); verify ID re-checks one")
+               "suite entries and reports/leaderboard.md/html from the entries (stage 8); verify ID re-checks one")
     sp.add_argument("--suite")
     sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
     sp = sp.add_subparsers(dest="what").add_parser("verify", help="recompute a submitted entry from its card; "
@@ -218,10 +292,23 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("card", help="the model card, submissions/<id>.yaml (see SUBMITTING.md)")
     sp.add_argument("--suite")
     sp.add_argument("--replace", action="store_true", help="overwrite an existing entry with the same id")
-    sp = stage("check", cmd_check, "compare reports/claims.json with the committed reference")
+    sp = stage("check", cmd_check, "compare claims with the committed reference: reproduced, or replicated")
+    sp.add_argument("--mode", choices=["reproduce", "replicate"], default="reproduce",
+                    help="reproduce (default): same checkpoints, so identical verdicts and values to float rounding; "
+                         "replicate: retrained models, judged by verdict agreement")
+    sp.add_argument("--claims", help="the claims to check (default: reports/claims.json)")
     sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
     sp.add_argument("--update", action="store_true",
                     help="make the current results the reference (after an intended change; commit it)")
+
+    sp = stage("replicate", cmd_replicate, "retrain the suite's models with other seeds (in .replicate/) and "
+                                           "judge the claims' agreement with the reference")
+    sp.add_argument("--seeds", type=int, nargs="+", required=True,
+                    help="new seeds, as many as the suite's models use, mapped onto them in ascending order")
+    sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
+    sp = stage("publish", cmd_publish, "publish models trained here as the suite's checkpoints (zoo/<suite>/)")
+    sp.add_argument("models", nargs="*", metavar="ID",
+                    help="model ids (default: every local model and autoencoder of the suite)")
 
     models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
     sp = models.add_parser("list", help="models of a suite with their status and sha256")

@@ -88,14 +88,17 @@ def test_undefined_scores_are_none_and_frames_must_match():
         lb.reference([])
 
 
-def test_verification_tolerances_relative_for_frames_exact_for_accuracies():
+def test_verification_tolerances_rounding_for_frames_an_image_for_pgd_exact_for_clean_accuracy():
+    from benchmark.regression import ROUNDING
+
     entry = {"scores": {"augmentation_invariance": 1.0, lb.BY_LABEL: {"rotate": 0.5}, "noise_suppression": 0.5,
                         "on_manifold_retention": None, "effective_rank": 3.0, "clean_acc": 0.9, "robust_acc": 0.25},
              "provenance": {k: "x" for k in lb.EXACT_PROVENANCE}}
-    near = {**entry, "scores": {**entry["scores"], "augmentation_invariance": 1.0 + 1e-8}}
+    near = {**entry, "scores": {**entry["scores"], "augmentation_invariance": 1.0 + 0.9 * ROUNDING["relative"],
+                                "robust_acc": 0.25 + 1 / 256}}
     assert lb.compare(entry, near)[0]
-    for key, value in (("augmentation_invariance", 1.0 + 1e-5), ("clean_acc", 0.9 + 1e-12),
-                       ("on_manifold_retention", 2.0)):
+    for key, value in (("augmentation_invariance", 1.0 + 1.1 * ROUNDING["relative"]), ("clean_acc", 0.9 + 1e-12),
+                       ("robust_acc", 0.25 + 3 / 256), ("on_manifold_retention", 2.0)):
         ok, rows = lb.compare(entry, {**entry, "scores": {**entry["scores"], key: value}})
         assert not ok and [r["value"] for r in rows if r["status"] != "ok"] == [key]
     ok, rows = lb.compare(entry, {**entry, "provenance": {**entry["provenance"], "checkpoint_sha256": "y"}})
@@ -128,7 +131,7 @@ def suite(tmp_path_factory):
     """The miniature suite's checkout after `dvc repro`: points, its model's statistics, suite entries."""
     from benchmark import stages
     from benchmark.config import load_params
-    from benchmark.stages import data, fetch, frames, leaderboard, metrics
+    from benchmark.stages import data, evaluate, fetch, frames, leaderboard, metrics
 
     root = tmp_path_factory.mktemp("suite")
     shutil.copytree(ROOT / "suites", root / "suites")
@@ -144,7 +147,8 @@ def suite(tmp_path_factory):
         params = load_params()
         data.run(params)
         fetch.run(params, ["base-std"], track=False)
-        frames.run(params, "base-std", track=False)
+        evaluate.run(params, track=False)
+        frames.run(params, track=False)
         metrics.run(params)
         leaderboard.run(params)
         (root / stages.SUBMISSIONS).mkdir()
@@ -371,7 +375,7 @@ def test_verify_reproduces_an_entry_and_catches_a_changed_score(project, capsys)
     assert "all 13 values reproduce" in capsys.readouterr().out       # 6 scores, 2 labels, 5 hashes
     path = project / "leaderboard" / "embedded" / "tiny-a.json"
     entry = read_json(path)
-    entry["scores"]["noise_suppression"] *= 1 + 1e-4
+    entry["scores"]["noise_suppression"] *= 1 + 1e-2
     entry["scores"]["clean_acc"] += 0.001
     write_json(path, entry)
     code = main(["leaderboard", "verify", "tiny-a"])
@@ -413,7 +417,7 @@ def test_the_example_submission_reproduces_its_committed_entry(tmp_path, monkeyp
     from benchmark.stages import MODELS, POINTS, data, fetch
 
     root = tmp_path / "checkout"
-    for name in ("suites", "submissions", "leaderboard"):
+    for name in ("suites", "submissions", "leaderboard", "zoo"):
         shutil.copytree(ROOT / name, root / name)
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     monkeypatch.chdir(root)

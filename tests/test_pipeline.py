@@ -1,10 +1,12 @@
-"""The whole pipeline on a tiny suite (one model per role, a dozen points), through DVC and MLflow.
+"""The whole pipeline on a tiny suite (two standard seeds, one model per other role, a dozen
+points), through DVC and MLflow.
 
 One slow test walks the life of a checkout: `dvc repro`, a second `dvc repro` that does nothing,
-MLflow runs read back, `dvc exp run -S` on one model, and a run killed during `frames` that resumes
+MLflow runs read back, `dvc exp run -S` on one entry, and a run killed during `frames` that resumes
 to byte-identical results.
 """
 
+import json
 import os
 import re
 import shutil
@@ -27,7 +29,8 @@ TINY = {
                       "noise": {"count": 3, "seed": 0}, "generative": {"model": "vae", "count": 2}},
     "generative": {"vae": {"epochs": 1, "latent_dim": 4, "batch_size": 128}},
     "models": {
-        "std": {"role": "standard", "source": "local", "recipe": "standard", "epochs": 1, "width": 4, "batch_size": 128},
+        "std": {"role": "standard", "source": "local", "recipe": "standard", "epochs": 1, "width": 4, "batch_size": 128,
+                "seeds": [0, 1]},
         "aug": {"role": "augmentation", "source": "local", "recipe": "augmentation", "epochs": 1, "width": 4,
                 "batch_size": 128},
         "adv": {"role": "adversarial", "source": "local", "recipe": "adversarial", "epochs": 1, "width": 4,
@@ -74,10 +77,13 @@ def stages_run(log: str) -> set[str]:
 @pytest.mark.slow
 def test_pipeline_end_to_end(project):
     log = ok(["dvc", "repro"], project)
-    assert {"data", "fetch_generative@vae", "fetch@std", "frames@noisy", "metrics", "claims", "report"} <= stages_run(log)
+    assert {"data", "fetch_generative@vae", "fetch@std", "fetch@noisy", "evaluate", "frames", "metrics", "claims",
+            "report"} <= stages_run(log)
     for out in ("reports/claims.md", "reports/claims.tex", "reports/layers.md", "reports/figures/sensitivity_noise.png",
-                "metrics/summary.json", "metrics/models/adv.json", "metrics/plots/aug.csv", "dvc.lock"):
+                "metrics/summary.json", "metrics/models.json", "metrics/plots/aug.csv", "metrics/plots/std-s1.csv",
+                "models/std/std-s0/model.safetensors", "models/std/std-s1/model.safetensors", "dvc.lock"):
         assert (project / out).is_file(), out
+    assert "2 models (2 trained)" in log                     # the entry with seeds: both in one stage
 
     # a second run does nothing, quickly
     start = time.monotonic()
@@ -90,20 +96,21 @@ def test_pipeline_end_to_end(project):
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["nfbench-tiny"])
+    models = ["adv", "aug", "noisy", "std-s0", "std-s1"]
     frames_runs = runs[runs["tags.nfbench.stage"] == "frames"]
-    assert sorted(frames_runs["tags.nfbench.model"]) == ["adv", "aug", "noisy", "std"]
-    assert sorted(runs[runs["tags.nfbench.stage"] == "fetch"]["tags.nfbench.model"]) == ["adv", "aug", "noisy", "std", "vae"]
-    run_id = frames_runs[frames_runs["tags.nfbench.model"] == "std"]["run_id"].iloc[0]
+    assert sorted(frames_runs["tags.nfbench.model"]) == models
+    assert sorted(runs[runs["tags.nfbench.stage"] == "fetch"]["tags.nfbench.model"]) == sorted(models + ["vae"])
+    assert sorted(runs[runs["tags.nfbench.stage"] == "evaluate"]["tags.nfbench.model"]) == models
+    run_id = frames_runs[frames_runs["tags.nfbench.model"] == "std-s0"]["run_id"].iloc[0]
     history = mlflow.MlflowClient().get_metric_history(run_id, "sensitivity.noise")
     layers = mlflow.get_run(run_id).data.tags["nfbench.layers"].split(",")
     assert sorted(m.step for m in history) == list(range(len(layers)))
     assert abs(next(m.value for m in history if m.step == 0) - 1.0) < 1e-12       # exactly 1 at the input
     assert runs["params.data_hash"].dropna().nunique() == 1
 
-    # an experiment on one model's training parameter reruns that model and the aggregates only
+    # an experiment on one entry's training parameter retrains that entry and reruns the aggregates only
     log = ok(["dvc", "exp", "run", "-S", "models.std.epochs=2"], project)
-    assert stages_run(log) == {"fetch@std", "frames@std", "metrics", "claims", "report"} | \
-        ({"leaderboard"} if "leaderboard:" in (project / "dvc.yaml").read_text() else set())
+    assert stages_run(log) == {"fetch@std", "evaluate", "frames", "metrics", "claims", "report", "leaderboard"}
 
     # killed during frames, a rerun resumes cleanly to the same bytes as an uninterrupted run
     expected = {p.name: p.read_bytes() for p in (project / "frames").glob("*.safetensors")}
@@ -122,3 +129,16 @@ def test_pipeline_end_to_end(project):
     ok(["dvc", "repro"], project)
     assert {p.name: p.read_bytes() for p in (project / "frames").glob("*.safetensors")} == expected
     assert "up to date" in ok(["dvc", "status"], project)
+
+    # a replication retrains every model with other seeds in its own workspace and judges the verdicts
+    ok(["nfbench", "check", "--update"], project)
+    result = run(["nfbench", "replicate", "--seeds", "7", "8"], project)
+    workspace = project / ".replicate" / "seeds-7-8"
+    agreement = json.loads((workspace / "agreement.json").read_text())
+    assert agreement["seeds"] == [7, 8] and len(agreement["rows"]) == len(
+        json.loads((project / "reports" / "claims.json").read_text())["rows"])
+    disagreements = [r for r in agreement["rows"] if r["status"] == "disagrees"]
+    assert result.returncode == (2 if disagreements else 0), result.stderr[-2000:]
+    assert "replicate mode" in (workspace / "agreement.md").read_text()
+    assert "std-s7" in (workspace / "metrics" / "models.json").read_text()        # retrained, new seeds
+    assert "up to date" in ok(["dvc", "status"], project)                        # the checkout is untouched
