@@ -80,6 +80,27 @@ def test_a_robustbench_checkpoint_with_code_in_it_is_refused_before_unpickling(t
     assert not marker.exists()
 
 
+def test_an_html_page_at_the_checkpoint_path_is_named_as_such(tmp_path):
+    path = zoo.robustbench_path(RB_SPEC, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>")
+    with pytest.raises(NFBenchError, match=r"model 'Ding2020MMA': .*Ding2020MMA\.pt is an HTML page .* not a "
+                                           r"checkpoint; replace it with the real file and rerun$"):
+        zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
+
+
+def test_a_hand_placed_robustbench_checkpoint_with_the_wrong_sha256_is_refused_and_stays_put(tmp_path):
+    """Offline users put the file where nfbench looks; a pinned sha256 that does not match refuses
+    it, but the file is theirs, so it is not renamed aside as a download would be."""
+    path = zoo.robustbench_path(RB_SPEC, tmp_path)
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}}, path)
+    before = path.read_bytes()
+    with pytest.raises(NFBenchError, match=r"model 'Ding2020MMA': sha256 of .* expected 1{64}; refused$"):
+        zoo.acquire({**RB_SPEC, "sha256": "1" * 64}, tmp_path, "model 'Ding2020MMA'")
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
 def test_missing_checkpoint_without_network_fails_fast_naming_model_path_and_source(tmp_path):
     """Through the CLI, as a user would hit it; the sandbox has no route to Google Drive."""
     shutil.copytree(ROOT / "suites", tmp_path / "suites")

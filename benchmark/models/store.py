@@ -67,6 +67,12 @@ def verify_sha256(path: Path, expected: str, what: str, *, keep_aside: bool = Tr
                        f"{'…' if prefix_only else ''}; refused{kept}")
 
 
+def is_html_page(path: Path) -> bool:
+    """Whether a file is a web page: what Google Drive serves in place of a file past its quota."""
+    with open(path, "rb") as f:
+        return f.read(512).lstrip().lower().startswith((b"<!doctype", b"<html"))
+
+
 def download(url: str, dest: Path, what: str, *, fetcher=None) -> None:
     """Download to a temporary name, refuse an HTML error page, then rename onto `dest`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +88,7 @@ def download(url: str, dest: Path, what: str, *, fetcher=None) -> None:
                     shutil.copyfileobj(response, out)
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise OSError("nothing was downloaded")
-        with open(tmp, "rb") as f:
-            head = f.read(512).lstrip().lower()
-        if head.startswith((b"<!doctype", b"<html")):
+        if is_html_page(tmp):
             raise OSError("the server answered with an HTML page (quota or permission page), not a checkpoint")
         os.replace(tmp, dest)
     except NFBenchError:

@@ -35,7 +35,7 @@ from torch import nn
 from ..errors import NFBenchError, one_of
 from ..storage import network_timeout, sha256_file
 from . import store
-from .store import MODELS_DIR, download, model_dir, read_manifest, verify_sha256
+from .store import MODELS_DIR, download, is_html_page, model_dir, read_manifest, verify_sha256
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -67,6 +67,9 @@ def safe_torch_load(path: Path, what: str) -> Any:
     """torch.load restricted to tensors and plain containers: a checkpoint cannot run code."""
     import pickle
 
+    if is_html_page(path):       # saved by a browser or an old download: say so, not "pickled objects"
+        raise NFBenchError(f"{what}: {path} is an HTML page (a download or quota page saved under the "
+                           f"checkpoint's name), not a checkpoint; replace it with the real file and rerun")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -269,12 +272,13 @@ def _acquire_robustbench(spec: Mapping, root: Path, what: str):
         raise NFBenchError(f"{what}: RobustBench has no single downloadable checkpoint for {spec['name']} "
                            f"(ensemble or built from timm/torchvision weights); use source torchvision or file")
     path = robustbench_path(spec, root)
-    if not path.is_file():
+    downloaded = not path.is_file()       # else placed by the user (offline): refused, never moved
+    if downloaded:
         robustbench = import_robustbench()
         download(f"https://drive.google.com/uc?id={gdrive_id}", path, f"{what} (RobustBench {spec['name']})",
                  fetcher=lambda dest: robustbench.utils.download_gdrive_new(gdrive_id, dest))
     if "sha256" in spec:
-        verify_sha256(path, spec["sha256"], what)
+        verify_sha256(path, spec["sha256"], what, keep_aside=downloaded)
     safe_torch_load(path, what)            # refuse pickled code before robustbench unpickles it
     robustbench = import_robustbench()
     net = robustbench.utils.load_model(spec["name"], model_dir=str(Path(root) / "robustbench"),
@@ -291,14 +295,15 @@ def _acquire_torchvision(spec: Mapping, root: Path, what: str):
     except (ValueError, KeyError) as exc:
         raise NFBenchError(f"{what}: torchvision has no weights {spec['arch']}/{spec['weights']} ({exc})") from exc
     hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not hub.is_file():
+    downloaded = not hub.is_file()        # else torch.hub's cache, or placed by the user: never moved
+    if downloaded:
         download(weights.url, hub, f"{what} (torchvision {spec['arch']} {spec['weights']})")
     if "sha256" in spec:
-        verify_sha256(hub, spec["sha256"], what)
+        verify_sha256(hub, spec["sha256"], what, keep_aside=downloaded)
     else:   # torchvision names its files <arch>-<first hex digits of the sha256>.pth
         prefix = re.search(r"-([0-9a-f]{6,})\.", hub.name)
         if prefix:
-            verify_sha256(hub, prefix.group(1), what, prefix_only=True)
+            verify_sha256(hub, prefix.group(1), what, prefix_only=True, keep_aside=downloaded)
     state = load_state_file(hub, what)
     net = build_architecture(spec, {"kwargs": {"num_classes": len(weights.meta["categories"])}})
     _load_into(net, state, what)
