@@ -36,7 +36,7 @@ def cmd_data(args) -> None:
 
     params = _params(args)
     check_layer_names(params)
-    data.run(params)
+    data.run(params, download=args.download)
 
 
 def cmd_fetch(args) -> None:
@@ -114,12 +114,19 @@ def cmd_leaderboard_verify(args) -> None:
     print(f"{path}: all {len(rows)} values reproduce from its card")
 
 
+def _reference(args, params) -> Path:
+    """The reference claims: --reference DIR, else the suite's own, reports/reference/<suite>/."""
+    from .stages import REFERENCE
+
+    return (Path(args.reference) if args.reference else REFERENCE / params["suite"]) / "claims.json"
+
+
 def cmd_check(args) -> None:
     from .regression import compare, summary
     from .stages import CLAIMS
     from .storage import read_json
 
-    reference = Path(args.reference) / "claims.json"
+    reference = _reference(args, _params(args))
     fresh = Path(args.claims) if args.claims else CLAIMS
     if not fresh.is_file():
         raise NFBenchError(f"{fresh} does not exist; run the pipeline (dvc repro) first")
@@ -167,7 +174,7 @@ def cmd_replicate(args) -> None:
     from . import replicate
 
     params = _params(args)
-    reference = Path(args.reference) / "claims.json"
+    reference = _reference(args, params)
     if not reference.is_file():
         raise NFBenchError(f"no reference at {reference} to replicate (make it with `dvc repro && nfbench check --update`)")
     ok, rows, workspace = replicate.run(params, args.seeds, reference)
@@ -263,7 +270,9 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
         return sp
 
-    stage("data", cmd_data, "evaluation points of the suite's dataset (stage 1)")
+    sp = stage("data", cmd_data, "evaluation points of the suite's dataset (stage 1)")
+    sp.add_argument("--download", action="store_true",
+                    help="download a torchvision dataset (mnist, cifar10) into data.root first (needs network)")
     sp = stage("fetch", cmd_fetch, "install a model: its published checkpoint, or train, download or import it "
                                    "(stage 2)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID",
@@ -297,7 +306,8 @@ def parser() -> argparse.ArgumentParser:
                     help="reproduce (default): same checkpoints, so identical verdicts and values to float rounding; "
                          "replicate: retrained models, judged by verdict agreement")
     sp.add_argument("--claims", help="the claims to check (default: reports/claims.json)")
-    sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
+    sp.add_argument("--reference", help="directory holding the reference claims.json "
+                                        "(default: reports/reference/<suite>/)")
     sp.add_argument("--update", action="store_true",
                     help="make the current results the reference (after an intended change; commit it)")
 
@@ -305,7 +315,8 @@ def parser() -> argparse.ArgumentParser:
                                            "judge the claims' agreement with the reference")
     sp.add_argument("--seeds", type=int, nargs="+", required=True,
                     help="new seeds, as many as the suite's models use, mapped onto them in ascending order")
-    sp.add_argument("--reference", default="reports/reference", help="directory holding the reference claims.json")
+    sp.add_argument("--reference", help="directory holding the reference claims.json "
+                                        "(default: reports/reference/<suite>/)")
     sp = stage("publish", cmd_publish, "publish models trained here as the suite's checkpoints (zoo/<suite>/)")
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="model ids (default: every local model and autoencoder of the suite)")

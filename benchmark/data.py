@@ -239,7 +239,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
     cls = getattr(tvd, cls_name)
     where = root / name
     missing = (f"{name}: dataset files not found in {where} (torchvision.datasets.{cls_name} "
-               f"layout {where}/{layout}); rerun with --download to fetch them there")
+               f"layout {where}/{layout}); run `nfbench data --download` to fetch them there")
     splits = {}
     try:
         with network_timeout():
@@ -253,11 +253,15 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
                 splits[key] = Split(labels, pixels=pixels.contiguous())
     except NFBenchError:
         raise
-    except Exception as exc:  # torchvision reports absent files and failed downloads this way
-        if not download:
-            raise NFBenchError(missing) from None
+    except Exception as exc:  # torchvision reports absent, corrupt and undownloadable files this way
         reason = " ".join(str(exc).split()) or type(exc).__name__
         reason = reason if len(reason) <= 160 else reason[:159] + "…"
+        if not download and any(where.glob(layout)):
+            raise NFBenchError(f"{name}: the files in {where} are not torchvision.datasets.{cls_name}'s "
+                               f"({reason}); replace them with the original files ({where}/{layout}), or "
+                               f"remove them and run `nfbench data --download`") from None
+        if not download:
+            raise NFBenchError(missing) from None
         raise NFBenchError(f"{name}: download into {where} failed ({reason}); without network, "
                            f"place the torchvision.datasets.{cls_name} files in {where}/{layout}") from None
     shape = tuple(splits["test"].pixels.shape[1:])

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 
 from tabulate import tabulate
 
+from .errors import NFBenchError
+
 __all__ = ["ROUNDING", "MODES", "compare", "agreement", "summary", "replication_totals", "format_table",
            "allowed_change"]
 
@@ -62,15 +64,19 @@ def _verdict(row: Mapping | None) -> str | None:
 
 
 def compare(fresh: Mapping, reference: Mapping, mode: str = "reproduce") -> tuple[bool, list[dict]]:
-    """(ok, rows): one row per compared result with its status and why."""
+    """(ok, rows): one row per compared result with its status and why; results of two different
+    suites are refused (their rows could match by name alone)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if fresh.get("suite") != reference.get("suite"):
+        raise NFBenchError(f"the results are of suite {fresh.get('suite')!r}, the reference of suite "
+                           f"{reference.get('suite')!r}: only results of one suite compare (each suite's "
+                           f"reference is reports/reference/<suite>/)")
     rows: list[dict] = []
-    for field in ("suite", "seed"):
-        if fresh.get(field) != reference.get(field):
-            rows.append({"task": f"({field})", "statistic": "", "subject": "", "reference": reference.get(field),
-                         "fresh": fresh.get(field), "status": "differs" if mode == "reproduce" else "disagrees",
-                         "why": f"the results are of another {field}"})
+    if fresh.get("seed") != reference.get("seed"):         # another bootstrap seed: other intervals
+        rows.append({"task": "(seed)", "statistic": "", "subject": "", "reference": reference.get("seed"),
+                     "fresh": fresh.get("seed"), "status": "differs" if mode == "reproduce" else "disagrees",
+                     "why": "the results are of another bootstrap seed"})
     ref_rows = {_key(r): r for r in reference.get("rows", [])}
     new_rows = {_key(r): r for r in fresh.get("rows", [])}
     for key in list(ref_rows) + [k for k in new_rows if k not in ref_rows]:

@@ -116,6 +116,22 @@ def test_switching_suites_keeps_global_settings_and_comments(project):
     assert set(back["model_groups"]) == set(yaml.safe_load((project / "suites/embedded.yaml").read_text())["models"])
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "suites").glob("*.yaml")))
+def test_every_committed_suite_can_be_switched_to_and_back(project, name):
+    """`nfbench suite use NAME` for each preset (robustbench_imagenet's placeholder sha256 of 64
+    zeros once parsed as the integer 0 and refused the switch), and back to the embedded suite."""
+    assert use_suite(name)["suite"] == name
+    assert use_suite("embedded")["suite"] == "embedded"
+
+
+def test_accuracies_rerun_when_the_points_or_the_attack_change():
+    """The evaluate stage measures on data.eval_points/data.seed under the attack section: DVC must
+    rerun it when they change (accuracies once lived in fetch, whose params omitted them)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert {"data", "attack", "models"} <= set(stages["evaluate"]["params"])
+    assert "nfbench evaluate" == stages["evaluate"]["cmd"] and "models" in stages["evaluate"]["deps"]
+
+
 def test_a_bad_suite_leaves_params_untouched(project):
     before = (project / "params.yaml").read_text()
     broken = yaml.safe_load((project / "suites/embedded.yaml").read_text())

@@ -1,6 +1,11 @@
 """Datasets: the embedded mnist5k, evaluation indices, absent folders, a lazy ImageNet folder."""
 
+import os
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +14,8 @@ import torch
 from benchmark.data import Dataset, Split, eval_indices, load_dataset
 from benchmark.vocab import DATASETS
 from benchmark.errors import NFBenchError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # sha256 of the mnist5k tensors; the split is fixed in code, so this must never change.
 MNIST5K_HASH = "1d28faa5e7a6"
@@ -103,6 +110,33 @@ def test_absent_torchvision_dataset_fails_fast(tmp_path, name, cls):
     message = str(info.value)
     assert "\n" not in message
     assert str(tmp_path / name) in message and cls in message and "--download" in message
+
+
+def test_wrong_cifar10_files_are_not_reported_as_missing(tmp_path):
+    batches = tmp_path / "cifar10" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in ("data_batch_1", "test_batch", "batches.meta"):
+        (batches / name).write_bytes(b"not the CIFAR-10 batch")
+    with pytest.raises(NFBenchError) as info:
+        load_dataset("cifar10", root=tmp_path)
+    message = str(info.value)
+    assert "not found" not in message.split("(")[0] and "\n" not in message
+    assert f"the files in {tmp_path / 'cifar10'} are not torchvision.datasets.CIFAR10's" in message
+    assert "nfbench data --download" in message
+
+
+def test_the_download_flag_the_errors_name_exists(tmp_path):
+    """`nfbench data --download`, offline: a one-line error that the download failed, exit 2."""
+    shutil.copytree(ROOT / "suites", tmp_path / "suites")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    subprocess.run([sys.executable, "-m", "benchmark.cli", "suite", "use", "robustbench_cifar10"],
+                   cwd=tmp_path, check=True, capture_output=True, env=env)
+    run = subprocess.run([sys.executable, "-m", "benchmark.cli", "data", "--download"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and lines[-1].startswith("nfbench: error: cifar10: download into"), run.stderr
+    assert "failed" in lines[-1] and not (tmp_path / "data" / "points.safetensors").exists()
 
 
 def test_absent_imagenet_fails_fast(tmp_path):

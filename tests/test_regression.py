@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from benchmark import claims as C
+from benchmark.errors import NFBenchError
 from benchmark.metrics import FrameStatistics
 from benchmark.regression import ROUNDING, agreement, allowed_change, compare, format_table, replication_totals
 
@@ -175,11 +176,20 @@ def test_not_run_rows_compare_and_a_value_appearing_fails(reference):
     assert not ok and any(r["why"] == "defined in one result only" for r in rows)
 
 
-def test_suite_change_fails(reference):
+def test_results_of_another_suite_are_refused_not_compared(reference):
     fresh = copy.deepcopy(reference)
     fresh["suite"] = "other"
+    for mode in ("reproduce", "replicate"):
+        with pytest.raises(NFBenchError, match=rf"the results are of suite 'other', the reference of suite "
+                                               rf"{reference['suite']!r}: only results of one suite compare"):
+            compare(fresh, reference, mode)
+
+
+def test_another_bootstrap_seed_fails(reference):
+    fresh = copy.deepcopy(reference)
+    fresh["seed"] = 1
     ok, rows = compare(fresh, reference)
-    assert not ok and rows[0]["status"] == "differs" and "another suite" in rows[0]["why"]
+    assert not ok and rows[0]["status"] == "differs" and "another bootstrap seed" in rows[0]["why"]
 
 
 def test_rounding_tolerance_and_empty_table():
@@ -192,9 +202,10 @@ def test_check_command_against_the_committed_reference(tmp_path):
     """`nfbench check` on the repository's own results: passes as committed, fails when edited, and
     in replicate mode tolerates moved values but not a disagreement."""
     repo = Path(__file__).resolve().parents[1]
-    (tmp_path / "reports" / "reference").mkdir(parents=True)
+    (tmp_path / "reports" / "reference" / "embedded").mkdir(parents=True)
     shutil.copy(repo / "reports" / "claims.json", tmp_path / "reports" / "claims.json")
-    shutil.copy(repo / "reports" / "reference" / "claims.json", tmp_path / "reports" / "reference" / "claims.json")
+    shutil.copy(repo / "reports" / "reference" / "embedded" / "claims.json",
+                tmp_path / "reports" / "reference" / "embedded" / "claims.json")
     for name in ("params.yaml", "suites"):
         (shutil.copytree if (repo / name).is_dir() else shutil.copy)(repo / name, tmp_path / name)
 
@@ -204,7 +215,7 @@ def test_check_command_against_the_committed_reference(tmp_path):
 
     run = check()
     assert run.returncode == 0 and "reproduce mode" in run.stdout
-    reference = tmp_path / "reports" / "reference" / "claims.json"
+    reference = tmp_path / "reports" / "reference" / "embedded" / "claims.json"
     original = json.loads(reference.read_text())
     moved = json.loads(json.dumps(original))
     row = next(r for r in moved["rows"] if r["value"] is not None and r["statistic"] == "sensitivity_ratio")
@@ -221,3 +232,9 @@ def test_check_command_against_the_committed_reference(tmp_path):
     run = check("--mode", "replicate")
     assert run.returncode == 2 and "opposite verdicts" in run.stdout and row["subject"] in run.stdout
     assert "replicate mode" in run.stdout
+    # results of another suite: refused in one line, whatever the rows' names
+    other = json.loads((tmp_path / "reports" / "claims.json").read_text())
+    other["suite"] = "robustbench_cifar10"
+    (tmp_path / "reports" / "claims.json").write_text(json.dumps(other))
+    run = check()
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "only results of one suite compare" in run.stderr

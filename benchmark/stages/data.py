@@ -11,10 +11,11 @@ from ..storage import tensors_to_bytes, write_bytes, write_json
 from . import DATA_SUMMARY, POINTS, announce
 
 
-def run(params: Mapping) -> None:
+def run(params: Mapping, *, download: bool = False) -> None:
+    """Write the suite's evaluation points; `download`: fetch a torchvision dataset into data.root first."""
     with announce("data") as info:
         cfg = params["data"]
-        data = load_dataset(cfg["dataset"], cfg["root"])
+        data = load_dataset(cfg["dataset"], cfg["root"], download=download)
         ids = eval_indices(data.test.labels, cfg["eval_points"], cfg["seed"])
         x, y = data.test.images(ids), data.test.labels[ids]
         meta = {"dataset": data.name, "content_hash": data.content_hash, "seed": cfg["seed"],
