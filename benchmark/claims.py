@@ -872,6 +872,12 @@ def _models_of(stats, roles) -> list[str]:
     return [m for m, st in stats.items() if st.meta.get("role") in roles]
 
 
+def ladder_models(stats: Mapping[str, FrameStatistics], roles=("standard", "adversarial")) -> list[str]:
+    """The models of an ε ladder: those of `roles` on one ε scale, L∞ radii (a model of another
+    threat model, e.g. L2 at ε = 0.5, is not a point of it)."""
+    return [m for m in _models_of(stats, roles) if stats[m].meta.get("threat_model") in (None, "Linf")]
+
+
 def _units(measure: Measure, stats) -> list[tuple[str, dict[str, list[str]], dict, dict[str, int]] | tuple[str, str]]:
     """What a measure is computed on: (label, groups, subject, n_models) units, or (label, reason)."""
     design = STATISTICS[measure.statistic].design
@@ -886,8 +892,7 @@ def _units(measure: Measure, stats) -> list[tuple[str, dict[str, list[str]], dic
         designs = [(r, {"role": _models_of(stats, [r])}, r, None) for r in measure.compare["roles"]]
     else:
         roles = measure.compare["ladder"]
-        # one ε scale: L∞ radii (models of another threat model, e.g. L2, stay off the ladder)
-        ids = [m for m in _models_of(stats, roles) if stats[m].meta.get("threat_model") in (None, "Linf")]
+        ids = ladder_models(stats, roles)
         levels: dict[str, list[str]] = {}
         for m in ids:
             levels.setdefault(f"eps={float(stats[m].meta.get('eps') or 0.0)!r}", []).append(m)

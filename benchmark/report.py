@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from .claims import ladder_models as claims_ladder_models
 from .metrics import FrameStatistics
 from .storage import write_bytes, write_text
 
@@ -350,8 +351,9 @@ def rank_figure(stats: Mapping[str, FrameStatistics]):
 
 
 def ladder_models(stats: Mapping[str, FrameStatistics]) -> list[str]:
-    """The standard and adversarial models when they span ≥ 3 distinct ε, else []."""
-    ids = [m for m in sorted(stats) if stats[m].meta.get("role") in ("standard", "adversarial")]
+    """The ε ladder's standard and adversarial models (`claims.ladder_models`: L∞ only) when
+    they span ≥ 3 distinct ε, else []."""
+    ids = sorted(claims_ladder_models(stats))
     levels = {float(stats[m].meta.get("eps") or 0) for m in ids}
     return ids if len(levels) >= _LADDER_MIN_LEVELS else []
 

@@ -136,6 +136,18 @@ def test_no_ladder_figure_without_a_ladder(tmp_path):
     assert all(p.is_file() for p in written)
 
 
+def test_an_l2_model_is_not_a_point_of_the_linf_ladder():
+    """Claims and figure share one definition: an L2 model at ε = 0.5 is not on the L∞ ε scale."""
+    stats = ladder_suite()
+    l2 = make_stats("l2", "adversarial", seed=9, eps=0.5, factor=0.6, acc=0.9)
+    l2.meta["threat_model"] = "L2"
+    with_l2 = {**stats, "l2": l2}
+    assert R.ladder_models(with_l2) == sorted(m for m in stats if m != "aug")
+    assert C.ladder_models(with_l2) == [m for m in stats if m != "aug"]
+    # without the L2 model, two ε levels are left: no ladder at all
+    assert R.ladder_models({m: with_l2[m] for m in ("std", "adv1", "l2")}) == []
+
+
 def test_point_bands_contain_the_mean():
     x = np.random.default_rng(0).lognormal(size=(3, 50))
     mean, lo, hi = R._point_bands(x, "k")
