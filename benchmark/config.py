@@ -39,7 +39,9 @@ GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
 CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
-MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group")
+MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group",
+              "frames_method")
+FRAMES_METHODS = ("jvp", "fd")          # frames.method, and a model's own frames_method
 _SOURCE_KEYS = {
     "robustbench": {"name": str, "dataset": str, "threat_model": str, "sha256": str},
     "torchvision": {"arch": str, "weights": str, "sha256": str},
@@ -126,8 +128,8 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float},
                       {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3})
     _positive(frames["chunk_size"], f"{where}: frames.chunk_size")
-    if frames["method"] not in ("jvp", "fd"):
-        raise NFBenchError(f"{where}: frames.method: {one_of(frames['method'], ('jvp', 'fd'), 'method')}")
+    if frames["method"] not in FRAMES_METHODS:
+        raise NFBenchError(f"{where}: frames.method: {one_of(frames['method'], FRAMES_METHODS, 'method')}")
     _layers_setting(frames["layers"], f"{where}: frames.layers")
 
     p["tracking"] = _section(p, "tracking", where, {"uri": str, "experiment": str},
@@ -292,6 +294,9 @@ def validate_model(model_id: Any, spec: Any, where: str, generative: bool = Fals
         raise NFBenchError(f"{where}.source: {one_of(str(spec['source']), SOURCES, 'source')}")
     if "eps" in spec:
         _typed(spec["eps"], float, f"{where}.eps")
+    if "frames_method" in spec and spec["frames_method"] not in FRAMES_METHODS:
+        raise NFBenchError(f"{where}.frames_method: {one_of(str(spec['frames_method']), FRAMES_METHODS, 'method')} "
+                           f"(fd: central differences, for a model whose operators lack forward-mode AD)")
     if "reference" in spec and not isinstance(spec["reference"], Mapping):
         raise NFBenchError(f"{where}.reference: must map clean_acc/robust_acc to published values")
     meta = {k: spec[k] for k in MODEL_META if k in spec}

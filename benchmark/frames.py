@@ -201,17 +201,45 @@ def _model_device_dtype(model: nn.Module, x: torch.Tensor) -> tuple[torch.device
     return x.device, x.dtype
 
 
-def _forward_ad_error(exc: Exception) -> NFBenchError | None:
-    """Turn torch's 'forward AD not implemented' errors into one actionable line."""
+_REMEDIES = ("set `frames_method: fd` on the model in params.yaml, or run `nfbench frames ID --fallback "
+             "finite-difference` (central differences: slower and approximate)")
+
+
+def _old_style_function_modules(model: nn.Module) -> list[str]:
+    """Modules whose forward calls a torch.autograd.Function without setup_context (torch.func's
+    transforms refuse those), as 'name (Module -> Function)'."""
+    import inspect
+
+    found = []
+    for name, module in model.named_modules():
+        try:
+            refs = inspect.getclosurevars(type(module).forward)
+        except (TypeError, ValueError):
+            continue
+        for value in {**refs.globals, **refs.nonlocals}.values():
+            if (isinstance(value, type) and issubclass(value, torch.autograd.Function)
+                    and value.setup_context is torch.autograd.Function.setup_context):
+                found.append(f"{name or '(the model)'} ({type(module).__name__} -> {value.__name__})")
+                break
+    return found
+
+
+def _forward_ad_error(exc: Exception, model: nn.Module) -> NFBenchError | None:
+    """Turn torch's 'no forward AD' errors (an operator, or an old-style autograd.Function) into
+    one actionable line naming the culprit and the remedies."""
     msg = str(exc)
+    if "autograd.Function" in msg and "setup_context" in msg:
+        culprits = _old_style_function_modules(model) or ["a module (not found by name)"]
+        more = f" and {len(culprits) - 1} more" if len(culprits) > 1 else ""
+        return NFBenchError(f"{culprits[0]}{more} runs a custom torch.autograd.Function without forward-mode "
+                            f"AD (torch.func needs its setup_context); {_REMEDIES}")
     if "forward AD" not in msg and "forward-mode AD" not in msg:
         return None
     op = re.search(r"forward AD with (\S+)", msg) or re.search(r"operator (\S+)", msg)
     name = op.group(1) if op else msg.splitlines()[0][:120]
     return NFBenchError(
-        f"forward-mode AD is not implemented for operator {name} in this model; "
-        f"use method='fd' (CLI: --fallback finite-difference), which is slower and only "
-        f"approximate (central differences)")
+        f"forward-mode AD is not implemented for operator {name} in this model; {_REMEDIES} "
+        f"(in Python: compute_frames(..., method='fd'))")
 
 
 @contextlib.contextmanager
@@ -367,7 +395,7 @@ class _Engine:
             try:
                 logits, tangents = vmap(lambda t: jvp(self.model, (x,), (t,)), out_dims=(None, 0))(v)
             except (NotImplementedError, RuntimeError) as exc:
-                err = _forward_ad_error(exc)
+                err = _forward_ad_error(exc, self.model)
                 if err is None:
                     raise
                 raise err from exc

@@ -74,6 +74,7 @@ def test_a_malformed_entry_with_seeds_names_its_key(project, entry, message):
     (lambda p: p["models"]["std"].update(epochs=-1), r"params.yaml: models.std.epochs: expected a positive integer"),
     (lambda p: p["models"]["std"].update(role="robust"), r"params.yaml: models.std.role: unknown role 'robust'"),
     (lambda p: p["models"]["std"].update(recipe="mixup"), r"params.yaml: models.std.recipe: unknown recipe 'mixup'"),
+    (lambda p: p["models"]["std"].update(frames_method="fdd"), r"params.yaml: models.std.frames_method: unknown method 'fdd'"),
     (lambda p: p.update(checkpoints="retrain"), r"params.yaml: checkpoints: unknown setting 'retrain'"),
     (lambda p: p["data"].update(eval_points=0), r"params.yaml: data.eval_points: must be positive"),
     (lambda p: p["data"].update(dataset="svhn"), r"params.yaml: data.dataset: unknown dataset 'svhn'"),

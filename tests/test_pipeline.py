@@ -35,7 +35,8 @@ TINY = {
                 "batch_size": 128},
         "adv": {"role": "adversarial", "source": "local", "recipe": "adversarial", "epochs": 1, "width": 4,
                 "batch_size": 128, "steps": 1},
-        "noisy": {"role": "noise", "source": "local", "recipe": "noise", "epochs": 1, "width": 4, "batch_size": 128},
+        "noisy": {"role": "noise", "source": "local", "recipe": "noise", "epochs": 1, "width": 4, "batch_size": 128,
+                  "frames_method": "fd"},          # a model's own method (as for one without forward AD)
     },
 }
 
@@ -99,6 +100,8 @@ def test_pipeline_end_to_end(project):
     models = ["adv", "aug", "noisy", "std-s0", "std-s1"]
     frames_runs = runs[runs["tags.nfbench.stage"] == "frames"]
     assert sorted(frames_runs["tags.nfbench.model"]) == models
+    methods = dict(zip(frames_runs["tags.nfbench.model"], frames_runs["params.method"]))
+    assert methods == {**{m: "jvp" for m in models}, "noisy": "fd"}
     assert sorted(runs[runs["tags.nfbench.stage"] == "fetch"]["tags.nfbench.model"]) == sorted(models + ["vae"])
     assert sorted(runs[runs["tags.nfbench.stage"] == "evaluate"]["tags.nfbench.model"]) == models
     run_id = frames_runs[frames_runs["tags.nfbench.model"] == "std-s0"]["run_id"].iloc[0]

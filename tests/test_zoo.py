@@ -80,6 +80,73 @@ def test_a_robustbench_checkpoint_with_code_in_it_is_refused_before_unpickling(t
     assert not marker.exists()
 
 
+def _dm_wide_resnets():
+    """RobustBench's DMWideResNet (the Rebuffi2021 WRN-70-16's architecture) at depth 10, width 1,
+    with its Swish and with nn.SiLU, the same weights."""
+    from benchmark.models import robustbench_compat
+
+    robustbench_compat.import_robustbench()
+    from robustbench.model_zoo.architectures.dm_wide_resnet import DMWideResNet, Swish
+
+    torch.manual_seed(0)
+    swish = DMWideResNet(depth=10, width=1, activation_fn=Swish).eval()
+    silu = DMWideResNet(depth=10, width=1, activation_fn=torch.nn.SiLU).eval()
+    silu.load_state_dict(swish.state_dict())
+    return swish, silu
+
+
+def test_an_old_style_autograd_function_is_one_line_naming_the_module_and_both_remedies():
+    from benchmark.frames import compute_frames
+
+    swish, _ = _dm_wide_resnets()
+    x, frame = torch.rand(2, 3, 32, 32), torch.randn(2, 3, 3, 32, 32)
+    with pytest.raises(NFBenchError) as info:
+        compute_frames(swish, x, frame, "auto")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("layer.0.block.0.relu_0 (Swish -> _Swish) and 6 more runs a custom "
+                              "torch.autograd.Function without forward-mode AD")
+    assert "frames_method: fd" in message and "--fallback finite-difference" in message
+
+
+def test_robustbench_swish_is_swapped_for_silu_and_the_frames_stay_exact():
+    from benchmark.frames import compute_frames
+
+    swish, silu = _dm_wide_resnets()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        before = swish(x)
+    swapped = zoo.forward_ad_ready(swish, "model 'wrn'")
+    assert len(swapped) == 7 and swapped[0] == "layer.0.block.0.relu_0"
+    assert not any(type(m).__name__ == "Swish" for m in swish.modules())
+    with torch.no_grad():
+        assert torch.allclose(swish(x), before, rtol=1e-6, atol=1e-6)
+    frame = torch.randn(2, 3, 3, 32, 32)
+    got, want = compute_frames(swish, x, frame, "auto"), compute_frames(silu, x, frame, "auto")
+    assert got.layers == want.layers and torch.allclose(got.grams, want.grams, rtol=1e-10, atol=0)
+    assert zoo.forward_ad_ready(swish, "model 'wrn'") == []                    # nothing left to swap
+
+
+def test_source_checkpoints_are_kept_where_the_caller_says_not_where_the_model_installs(tmp_path, monkeypatch):
+    """`leaderboard verify` installs into a temporary directory but must find (or download once)
+    a RobustBench checkpoint in models/submissions/robustbench/, not in that directory."""
+    from benchmark.models import Wanted, fetch
+
+    seen = []
+
+    def acquire(spec, root, what):
+        seen.append(root)
+        raise NFBenchError(f"{what}: stop here")
+
+    monkeypatch.setattr(zoo, "acquire", acquire)
+    wanted = Wanted("mma", RB_SPEC, tmp_path / "scratch", downloads=tmp_path / "kept")
+    with pytest.raises(NFBenchError, match="model 'mma': stop here"):
+        list(fetch([wanted], {"checkpoints": "published"}))
+    with pytest.raises(NFBenchError):
+        list(fetch([Wanted("mma", RB_SPEC, tmp_path / "scratch")], {"checkpoints": "published"}))
+    assert seen == [tmp_path / "kept", tmp_path / "scratch"]
+
+
 def test_an_html_page_at_the_checkpoint_path_is_named_as_such(tmp_path):
     path = zoo.robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)

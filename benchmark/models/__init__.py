@@ -19,13 +19,15 @@ from . import published, store
 @dataclass(frozen=True)
 class Wanted:
     """A model to fetch: its id, spec, store directory and whether it is an autoencoder;
-    `what` starts its error messages (default `model '<id>'`)."""
+    `what` starts its error messages (default `model '<id>'`); `downloads`: where downloaded
+    source checkpoints (RobustBench's) are kept, by default `root`."""
 
     id: str
     spec: Mapping
     root: Path
     generative: bool = False
     what: str | None = None
+    downloads: Path | None = None
 
     @property
     def label(self) -> str:
@@ -55,7 +57,7 @@ def fetch(wanted: list[Wanted], params: Mapping, *, progress: bool = True,
 
         for w in others:
             yield w, zoo.obtain(w.id, w.spec, params, root=w.root, generative=w.generative, progress=progress,
-                                what=w.label), ""
+                                what=w.label, downloads=w.downloads), ""
 
 
 def _train(items: list[tuple[Wanted, str]], params: Mapping, progress: bool,

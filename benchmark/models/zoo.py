@@ -168,6 +168,36 @@ def _load_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> 
     return net.eval()
 
 
+# Modules known to block torch.func (their forward is a custom autograd.Function without forward-
+# mode AD) and the built-in module that computes the same function: RobustBench's Swish is
+# x·sigmoid(x), which is nn.SiLU.  `forward_ad_ready` swaps them in at frame time.
+_EXACT_EQUIVALENTS = {
+    ("robustbench.model_zoo.architectures.dm_wide_resnet", "Swish"): nn.SiLU,
+    ("robustbench.model_zoo.architectures.dm_rn", "Swish"): nn.SiLU,
+}
+
+
+def forward_ad_ready(net: nn.Module, what: str) -> list[str]:
+    """Swap, in place, every module of `_EXACT_EQUIVALENTS` for its built-in equivalent, after
+    checking on a grid that the two agree; returns the swapped modules' names.  Frames then stay
+    exact where the model would otherwise need finite differences."""
+    probe = torch.linspace(-12.0, 12.0, 241, dtype=torch.float64)
+    swapped = []
+    for name, module in list(net.named_modules(remove_duplicate=False)):
+        equivalent = _EXACT_EQUIVALENTS.get((type(module).__module__, type(module).__name__))
+        if equivalent is None or not name:
+            continue
+        twin = equivalent()
+        with torch.no_grad():
+            if not torch.allclose(module(probe), twin(probe), rtol=1e-12, atol=1e-12):
+                raise NFBenchError(f"{what}: {name} ({type(module).__name__}) does not compute "
+                                   f"{equivalent.__name__}, so it cannot be swapped for forward-mode AD")
+        parent, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent), child, twin)
+        swapped.append(name)
+    return swapped
+
+
 def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
     """The fetched model, verified against its manifest, in eval mode, taking [0,1] pixels."""
     manifest = read_manifest(model_id, root)
@@ -210,12 +240,14 @@ def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress:
 
 
 def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS_DIR,
-           generative: bool = False, progress: bool = True, what: str | None = None) -> dict:
+           generative: bool = False, progress: bool = True, what: str | None = None,
+           downloads: Path | None = None) -> dict:
     """Make `<root>/<id>/` by training (local), downloading or importing the model; its manifest.
 
     Downloaded and imported models are acquired before the dataset is touched, so a missing
     checkpoint is reported at once; then they are checked on two of the suite's images.
-    `what` starts every error message (default `model '<id>'`).
+    `what` starts every error message (default `model '<id>'`); `downloads` is where source
+    checkpoints are downloaded to or placed by the user (`acquire`), by default `root`.
     """
     from ..data import load_dataset
 
@@ -223,7 +255,7 @@ def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS
         checkpoint, manifest = train(spec, params, generative=generative, progress=progress)
         return store.install(model_id, root, lambda dest: dest.write_bytes(checkpoint), manifest)
     what = what or f"model {model_id!r}"
-    net, source_info, arch = acquire(spec, root, what)
+    net, source_info, arch = acquire(spec, downloads or root, what)
     data = load_dataset(params["data"]["dataset"], params["data"]["root"])
     (check_autoencoder if generative else check_classifier)(net, data, what)
     manifest = {"source": spec["source"], "role": "generative" if generative else spec["role"],
@@ -232,7 +264,8 @@ def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS
 
 
 def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict]:
-    """Download or import a non-local model and verify it: (network, source record, architecture record)."""
+    """Download or import a non-local model and verify it: (network, source record, architecture record).
+    `root` holds downloaded RobustBench checkpoints, `<root>/robustbench/…` (`robustbench_path`)."""
     return {"robustbench": _acquire_robustbench, "torchvision": _acquire_torchvision,
             "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
 

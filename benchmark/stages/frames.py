@@ -49,7 +49,8 @@ def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=N
     x, ids, frame, data_meta = at or suite_frame(params, points)
     model = zoo.load(model_id, spec, models_root).to(x.device)
     cfg = params["frames"]
-    method = method or cfg["method"]
+    method = method or spec.get("frames_method") or cfg["method"]
+    swapped = zoo.forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
     pert = params["perturbations"]
     with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
         result = compute_frames(model, x, frame.vectors, layers_for(params, spec),
@@ -59,7 +60,8 @@ def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=N
     result.provenance.update({
         "model": model_id, "role": spec["role"], "model_sha256": store.read_manifest(model_id, models_root)["sha256"],
         "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
-        "suite": params["suite"], "code_version": code_version(), "device": x.device.type})
+        "suite": params["suite"], "code_version": code_version(), "device": x.device.type,
+        **({"swapped_for_forward_ad": swapped} if swapped else {})})
     return result
 
 

@@ -73,7 +73,9 @@ def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> 
 
 
 def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
-    """The entry of a card: fetch and check the model, then its frames, statistics and scores."""
+    """The entry of a card: fetch and check the model (into `models_root`; a RobustBench
+    checkpoint is downloaded to, or placed by the user in, models/submissions/robustbench/
+    whatever `models_root` is), then its frames, statistics and scores."""
     suite_entries = read_entries(suite_dir(params))
     if not suite_entries:
         raise NFBenchError(f"no suite entries in {suite_dir(params)}/ to score against; run the suite's "
@@ -87,7 +89,8 @@ def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
     standard = [e for e in suite_entries if e["role"] == "standard"]
     reference = lb.reference(e["penultimate"] for e in standard)
     with _importable(SUBMISSIONS):
-        [(_, manifest, _)] = fetch([Wanted(card.id, card.spec, models_root, what=f"{card.path}: model")], params)
+        [(_, manifest, _)] = fetch([Wanted(card.id, card.spec, models_root, what=f"{card.path}: model",
+                                          downloads=SUBMITTED_MODELS)], params)
         accuracy = model_accuracy(params, card.id, card.spec, models_root=models_root)
         result = model_frames(params, card.id, card.spec, models_root=models_root)
     stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy))
