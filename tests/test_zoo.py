@@ -198,10 +198,10 @@ def test_torchvision_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18().state_dict(), hub)
     spec = {"role": "standard", "source": "torchvision", "arch": "resnet18", "weights": "IMAGENET1K_V1"}
+    placed = hub.read_bytes()
     with pytest.raises(NFBenchError, match="refused"):          # not torchvision's file: hash prefix differs
         zoo.acquire(spec, tmp_path, "model 'r18'")
-    assert list(hub.parent.glob("*.rejected-*"))                  # kept aside for inspection
-    torch.save(torchvision.models.resnet18().state_dict(), hub)
+    assert hub.read_bytes() == placed and not list(hub.parent.glob("*.rejected-*"))   # not ours to move
     net, info, _ = zoo.acquire({**spec, "sha256": sha256_file(hub)}, tmp_path, "model 'r18'")
     assert "layer4" in dict(net.named_children())
     x = torch.rand(1, 3, 64, 64)
