@@ -31,7 +31,7 @@ def _tracked(params: dict, args) -> bool:
 
 
 def cmd_data(args) -> None:
-    from .config import check_layer_names
+    from .models.zoo import check_layer_names
     from .stages import data
 
     params = _params(args)

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from .errors import NFBenchError, one_of
-from .vocab import DATASET_DIMS, DATASETS, ROLES, SOURCES, TRANSFORMS
+from .vocab import DATASETS, ROLES, SOURCES, TRANSFORMS
 
 PARAMS_FILE = Path("params.yaml")
 SUITES_DIR = Path("suites")
@@ -358,23 +358,6 @@ def layers_for(params: Mapping, spec: Mapping):
         return setting.get(arch, setting.get("default", "auto"))
     return setting
 
-
-def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
-    """Explicit layer names must exist in each model's architecture (built without weights)."""
-    from .models.recipes import architecture
-    from .models.zoo import build_architecture
-
-    dims = DATASET_DIMS[params["data"]["dataset"]]
-    for model_id, spec in params["models"].items():
-        layers = layers_for(params, spec)
-        if layers in ("auto", "all"):
-            continue
-        arch = architecture(spec, dims) if spec["source"] == "local" else {"kwargs": {"num_classes": dims[2]}}
-        names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
-        for name in layers:
-            if name.split("#")[0] not in names:
-                raise NFBenchError(f"{where}: frames.layers: model {model_id}: "
-                                   f"{one_of(name, sorted(names), 'layer')}")
 
 
 def use_suite(name: str, params_path: Path = PARAMS_FILE, suites_dir: Path = SUITES_DIR) -> dict:

@@ -114,3 +114,15 @@ def log_run(params: Mapping, *, model: str, stage: str, run_params: Mapping[str,
         client.set_terminated(run_id, status="FAILED")
         raise
     return run_id
+
+
+def numbers(tree: Mapping, prefix: str = "") -> dict[str, float]:
+    """Flatten the numeric leaves of a nested dict (`training.seconds`, `clean_acc`, …)."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}".replace("@", "_at_")
+        if isinstance(value, Mapping):
+            out.update(numbers(value, name + "."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+    return out

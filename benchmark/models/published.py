@@ -66,8 +66,8 @@ def install(model_id: str, spec: Mapping, params: Mapping, *, root: Path, genera
     except (ValueError, KeyError) as exc:
         raise NFBenchError(f"{what}: published checkpoint {path} was not written by nfbench's training "
                            f"(no recipe in its metadata: {exc})") from exc
-    wanted = {"recipe": recipe(spec, generative),
-              "architecture": architecture(recipe(spec, generative), DATASET_DIMS[params["data"]["dataset"]])}
+    ours = recipe(spec, generative)
+    wanted = {"recipe": ours, "architecture": architecture(ours, DATASET_DIMS[params["data"]["dataset"]])}
     if record != wanted:
         theirs = record.get("recipe") or {}
         changed = sorted(k for k in {*theirs, *wanted["recipe"]} if theirs.get(k) != wanted["recipe"].get(k))
@@ -91,7 +91,7 @@ def publish(params: Mapping, ids: list[str], *, models_root: Path = store.MODELS
     written: dict[str, dict] = {}
     files: dict[Path, bytes] = {}
     for model_id, section, spec in _models_to_publish(params, ids):
-        root = models_root / spec["group"] if "group" in spec else models_root
+        root = store.entry_root(spec, models_root)
         manifest = store.read_manifest(model_id, root)
         if store.status(model_id, root) != "present" or store.obtained(manifest) != "trained":
             raise NFBenchError(f"{model_id!r}: {store.model_dir(model_id, root)} does not hold a model trained "
@@ -99,7 +99,7 @@ def publish(params: Mapping, ids: list[str], *, models_root: Path = store.MODELS
         if recipe(manifest["spec"], section == "generative") != recipe(spec, section == "generative"):
             raise NFBenchError(f"{model_id!r}: the installed model was trained with another recipe than "
                                f"params.yaml's; fetch it again first")
-        folder = Path(zoo) / params["suite"] / spec["group"] if "group" in spec else Path(zoo) / params["suite"]
+        folder = store.entry_root(spec, Path(zoo) / params["suite"])
         dest = folder / f"{model_id}.safetensors"
         files[dest] = (store.model_dir(model_id, root) / store.CHECKPOINT).read_bytes()
         written[model_id] = {"checkpoint": dest.as_posix(), "sha256": manifest["sha256"]}

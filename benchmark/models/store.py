@@ -29,6 +29,12 @@ def model_dir(model_id: str, root: Path = MODELS_DIR) -> Path:
     return Path(root) / model_id
 
 
+def entry_root(spec: Mapping, root: Path = MODELS_DIR) -> Path:
+    """The folder a model's files go in under `root`: `root` itself, or `<root>/<entry>/` for the
+    models of an entry with seeds (the store's, and the zoo's of published checkpoints)."""
+    return Path(root) / spec["group"] if "group" in spec else Path(root)
+
+
 def read_manifest(model_id: str, root: Path = MODELS_DIR) -> dict | None:
     path = model_dir(model_id, root) / MANIFEST
     return read_json(path) if path.is_file() else None

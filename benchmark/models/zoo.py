@@ -32,9 +32,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import layers_for
 from ..errors import NFBenchError, one_of
 from ..storage import network_timeout, sha256_file
+from ..vocab import DATASET_DIMS
 from . import store
+from .recipes import architecture
 from .store import MODELS_DIR, download, is_html_page, model_dir, read_manifest, verify_sha256
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -198,6 +201,21 @@ def forward_ad_ready(net: nn.Module, what: str) -> list[str]:
     return swapped
 
 
+def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
+    """Explicit layer names must exist in each model's architecture (built without weights)."""
+    dims = DATASET_DIMS[params["data"]["dataset"]]
+    for model_id, spec in params["models"].items():
+        layers = layers_for(params, spec)
+        if layers in ("auto", "all"):
+            continue
+        arch = architecture(spec, dims) if spec["source"] == "local" else {"kwargs": {"num_classes": dims[2]}}
+        names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
+        for name in layers:
+            if name.split("#")[0] not in names:
+                raise NFBenchError(f"{where}: frames.layers: model {model_id}: "
+                                   f"{one_of(name, sorted(names), 'layer')}")
+
+
 def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
     """The fetched model, verified against its manifest, in eval mode, taking [0,1] pixels."""
     manifest = read_manifest(model_id, root)
@@ -224,7 +242,6 @@ def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress:
 
     from ..data import load_dataset
     from . import published
-    from .recipes import architecture
     from .training import train_classifier, train_vae
 
     data = load_dataset(params["data"]["dataset"], params["data"]["root"])

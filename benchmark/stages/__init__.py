@@ -1,7 +1,8 @@
 """Pipeline stages: thin shells that read files, call the math, write files.
 
-One module per DVC stage and `nfbench` subcommand:  data → fetch → frames → metrics → claims →
-report.  Stages talk only through the files below (DVC tracks them); MLflow mirrors them.
+One module per DVC stage and `nfbench` subcommand:  data → fetch → evaluate, frames → metrics →
+claims → report, and leaderboard.  Stages talk only through the files below (DVC tracks them),
+read with the helpers here; MLflow mirrors them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,36 @@ LEADERBOARD = Path("leaderboard")                 # <suite>/<id>.json submitted,
 def model_root(spec: Mapping) -> Path:
     """Where a suite model's directory lives: models/<id>/, or models/<entry>/<id>/ for the models
     of an entry with seeds (that entry's one DVC output)."""
-    return MODELS / spec["group"] if "group" in spec else MODELS
+    from ..models.store import entry_root
+
+    return entry_root(spec, MODELS)
+
+
+def model_spec(params: Mapping, model_id: str) -> tuple[dict, bool]:
+    """(spec, is_generative) of a model id of the suite; unknown ids list the close ones."""
+    if model_id in params["models"]:
+        return params["models"][model_id], False
+    if model_id in params["generative"]:
+        return params["generative"][model_id], True
+    from ..errors import NFBenchError, one_of
+
+    known = list(params["models"]) + list(params["generative"])
+    raise NFBenchError(f"{one_of(model_id, known, 'model id')} (suite {params['suite']})")
+
+
+def load_points(path=POINTS):
+    """(x, y, ids, meta) written by the data stage."""
+    from ..storage import tensors_from_file
+
+    tensors, meta = tensors_from_file(path, "points file (run `nfbench data`)")
+    return tensors["x"], tensors["y"], tensors["ids"], meta
+
+
+def load_statistics(params: Mapping) -> dict:
+    """Every suite model's FrameStatistics, written by the metrics stage."""
+    from ..metrics import FrameStatistics
+
+    return {m: FrameStatistics.load(STATISTICS / f"{m}.safetensors") for m in params["models"]}
 
 
 def resolve_device(setting: str):

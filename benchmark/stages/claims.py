@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from .. import claims
 from ..storage import sha256_file, write_json
 from ..tracking import log_run
-from . import CLAIMS, TASKS, announce
-from .metrics import load_statistics
+from . import CLAIMS, TASKS, announce, load_statistics
 
 
 def run(params: Mapping, *, seed: int = 0, track: bool = True) -> dict:

@@ -28,10 +28,3 @@ def run(params: Mapping, *, download: bool = False) -> None:
         info["did"] = f"{len(ids)} evaluation points of {data.name} ({data.content_hash[:12]})"
         info["out"] = str(POINTS)
 
-
-def load_points(path=POINTS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-    """(x, y, ids, meta) written by the data stage."""
-    from ..storage import tensors_from_file
-
-    tensors, meta = tensors_from_file(path, "points file (run `nfbench data`)")
-    return tensors["x"], tensors["y"], tensors["ids"], meta

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from ..errors import NFBenchError
 from ..models import store
 from ..storage import read_json, sha256_json, write_json
-from . import MODEL_METRICS, announce, model_root
+from . import MODEL_METRICS, announce, model_root, model_spec
 
 
 def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, data=None) -> dict:
@@ -30,7 +30,6 @@ def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root
 def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = True) -> None:
     """Evaluate the given models (default: all of the suite's) into metrics/models.json."""
     from ..data import load_dataset
-    from .fetch import model_spec, numbers
 
     ids = model_ids or list(params["models"])
     for model_id in ids:
@@ -48,7 +47,7 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = Tr
             info["did"] = (f"clean {accuracy['clean_acc']:.1%}, PGD@{eps:g} {accuracy[f'robust_acc@{eps:g}']:.1%} "
                            f"on the {accuracy['evaluated_on']}")
             if track:
-                from ..tracking import log_run
+                from ..tracking import log_run, numbers
 
                 log_run(params, model=model_id, stage="evaluate",
                         run_params={"source": spec["source"], "role": manifest["role"],

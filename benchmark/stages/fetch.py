@@ -16,17 +16,9 @@ from collections.abc import Mapping
 from ..errors import NFBenchError, one_of
 from ..models import Wanted, fetch, store
 from ..storage import sha256_json
-from . import MODELS, announce, model_root
+from . import MODELS, announce, model_root, model_spec
 
 
-def model_spec(params: Mapping, model_id: str) -> tuple[dict, bool]:
-    """(spec, is_generative) of a model id of the suite; unknown ids list the close ones."""
-    if model_id in params["models"]:
-        return params["models"][model_id], False
-    if model_id in params["generative"]:
-        return params["generative"][model_id], True
-    known = list(params["models"]) + list(params["generative"])
-    raise NFBenchError(f"{one_of(model_id, known, 'model id')} (suite {params['suite']})")
 
 
 def wanted(params: Mapping, ids: list[str]) -> list[Wanted]:
@@ -69,7 +61,7 @@ def _did(spec: Mapping, manifest: Mapping, how: str, why_not: str) -> str:
 
 
 def _log(params: Mapping, w: Wanted, manifest: Mapping) -> None:
-    from ..tracking import log_run
+    from ..tracking import log_run, numbers
 
     log_run(params, model=w.id, stage="fetch",
             run_params={"source": w.spec["source"], "role": manifest["role"],
@@ -79,13 +71,3 @@ def _log(params: Mapping, w: Wanted, manifest: Mapping) -> None:
             artifacts=[w.root / w.id / store.MANIFEST])
 
 
-def numbers(tree: Mapping, prefix: str = "") -> dict[str, float]:
-    """Flatten the numeric leaves of a nested dict (`training.seconds`, `clean_acc`, …)."""
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}".replace("@", "_at_")
-        if isinstance(value, Mapping):
-            out.update(numbers(value, name + "."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-    return out

@@ -17,9 +17,7 @@ from ..config import layers_for
 from ..errors import NFBenchError
 from ..frames import FrameResult, compute_frames
 from ..storage import code_version, sha256_json, write_text
-from . import FRAMES, PLOTS, POINTS, announce, model_root, resolve_device
-from .data import load_points
-from .fetch import model_spec
+from . import FRAMES, PLOTS, POINTS, announce, load_points, model_root, model_spec, resolve_device
 
 
 def suite_frame(params: Mapping, points=POINTS):

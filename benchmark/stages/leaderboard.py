@@ -28,8 +28,7 @@ from ..metrics import FrameStatistics, frame_statistics
 from ..models import Wanted, fetch, store
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_json, write_text
 from . import (LEADERBOARD, MODEL_METRICS, MODELS, POINTS, REPORTS, STATISTICS, SUBMISSIONS, SUBMITTED_MODELS,
-               announce, resolve_device)
-from .data import load_points
+               announce, load_points, resolve_device)
 from .evaluate import model_accuracy
 from .frames import model_frames
 from .metrics import model_record

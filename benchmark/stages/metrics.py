@@ -58,6 +58,3 @@ def run(params: Mapping) -> dict[str, FrameStatistics]:
         info["out"] = f"{STATISTICS}/, {SUMMARY}"
     return stats
 
-
-def load_statistics(params: Mapping) -> dict[str, FrameStatistics]:
-    return {m: FrameStatistics.load(STATISTICS / f"{m}.safetensors") for m in params["models"]}

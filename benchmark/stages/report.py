@@ -6,8 +6,7 @@ from collections.abc import Mapping
 
 from .. import report
 from ..storage import read_json
-from . import CLAIMS, REPORTS, announce
-from .metrics import load_statistics
+from . import CLAIMS, REPORTS, announce, load_statistics
 
 
 def run(params: Mapping) -> None:
