@@ -65,12 +65,13 @@ def _sync(device: str) -> None:
 
 def _autograd_grams(model: nn.Module, x: torch.Tensor, v: torch.Tensor, layers: str) -> list[torch.Tensor]:
     """The textbook alternative: autograd.functional.jvp on the B·k inputs, the same layers captured."""
-    names = [l.module for l in resolve_layers(model, x, layers) if l.module not in (INPUT, LOGITS)]
+    points = dict.fromkeys((l.module, l.at) for l in resolve_layers(model, x, layers) if l.name not in (INPUT, LOGITS))
     modules = dict(model.named_modules())
     B, k = v.shape[:2]
     xs = x.unsqueeze(1).expand_as(v).reshape(B * k, *x.shape[1:])
     captured: list[torch.Tensor] = []
-    handles = [modules[n].register_forward_hook(lambda _m, _i, o: captured.append(o)) for n in dict.fromkeys(names)]
+    handles = [modules[m].register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0])) if at == "input"
+               else modules[m].register_forward_hook(lambda _m, _i, o: captured.append(o)) for m, at in points]
 
     def f(inp):
         captured.clear()

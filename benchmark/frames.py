@@ -31,6 +31,15 @@ from .errors import NFBenchError, one_of
 
 INPUT = "input"
 LOGITS = "logits"
+INPUT_OF = ":input"   # `fc:input`: what module fc receives, e.g. the pooled features a head classifies
+
+
+def layer_point(name: str) -> tuple[str, str]:
+    """(module path, "input" or "output") of a layer name `module[:input][#n]`."""
+    base = name.split("#")[0]
+    if base.endswith(INPUT_OF):
+        return base[:-len(INPUT_OF)], "input"
+    return base, "output"
 
 
 @dataclass
@@ -95,6 +104,7 @@ class _Layer:
     module: str          # module path it is observed at (or INPUT / LOGITS)
     call: int            # which call of that module (0-based)
     shape: tuple[int, ...]
+    at: str = "output"   # the module's output, or its (first) input: `<module>:input`
 
 
 class _Sink:
@@ -157,19 +167,30 @@ class _Observer:
     """
 
     def __init__(self, model: nn.Module, layers: list[_Layer]):
-        self.slots = {(l.module, l.call): i for i, l in enumerate(layers)}
-        self.calls: dict[str, int] = {}
+        self.slots = {(l.module, l.at, l.call): i for i, l in enumerate(layers)}
+        self.calls: dict[tuple[str, str], int] = {}
         self.sink = _Sink()
         self.observed: dict[int, tuple] = {}      # id of an observed output -> (weak reference, slot)
         self.reduce: Callable[[int, torch.Tensor], None] = lambda slot, out: None
         named = dict(model.named_modules())
-        modules = dict.fromkeys(l.module for l in layers if l.module not in (INPUT, LOGITS))
-        self.handles = [named[m].register_forward_hook(self._hook(m)) for m in modules]
+        points = dict.fromkeys((l.module, l.at) for l in layers if l.name not in (INPUT, LOGITS))
+        self.handles = [named[m].register_forward_pre_hook(self._input_hook(m)) if at == "input"
+                        else named[m].register_forward_hook(self._hook(m)) for m, at in points]
+
+    def _next_slot(self, module: str, at: str) -> int | None:
+        call = self.calls[module, at] = self.calls.get((module, at), -1) + 1
+        return self.slots.get((module, at, call))
+
+    def _input_hook(self, module: str):
+        def hook(mod, inputs):
+            slot = self._next_slot(module, "input")
+            if slot is not None:
+                self.reduce(slot, inputs[0])
+        return hook
 
     def _hook(self, module: str):
         def hook(mod, inputs, output):
-            call = self.calls[module] = self.calls.get(module, -1) + 1
-            slot = self.slots.get((module, call))
+            slot = self._next_slot(module, "output")
             if slot is None:
                 return
             ref, source = self.observed.get(id(inputs[0]), (None, None))
@@ -302,21 +323,26 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
     else:
         wanted = [layers] if isinstance(layers, str) else list(layers)
     for name in wanted:
-        if name.split("#")[0] not in named | {INPUT, LOGITS}:
+        module, at = layer_point(name)
+        if at == "input" and module not in named:
+            raise NFBenchError(f"layer {name!r}: {one_of(module, sorted(named), 'module')}")
+        if module not in named | {INPUT, LOGITS}:
             raise NFBenchError(one_of(name, sorted(named) + [INPUT, LOGITS], "layer"))
-    modules = list(dict.fromkeys(n.split("#")[0] for n in wanted if n not in (INPUT, LOGITS)))
-    seen: list[tuple[str, tuple[int, ...]]] = []
+    points = list(dict.fromkeys(layer_point(n) for n in wanted if n not in (INPUT, LOGITS)))
+    seen: list[tuple[tuple[str, str], tuple[int, ...]]] = []
 
-    def record(name):
-        def hook(_module, _inputs, output):
-            if not isinstance(output, torch.Tensor):
-                raise NFBenchError(f"layer {name!r} returns {type(output).__name__}, not a tensor; "
-                                   f"observe one of its submodules instead")
-            seen.append((name, tuple(output.shape[1:])))
-        return hook
+    def record(point, value):
+        if not isinstance(value, torch.Tensor):
+            what = "receives" if point[1] == "input" else "returns"
+            raise NFBenchError(f"layer {_point_name(point)!r}: module {point[0]!r} {what} "
+                               f"{type(value).__name__}, not a tensor; observe one of its submodules instead")
+        seen.append((point, tuple(value.shape[1:])))
 
     all_modules = dict(model.named_modules())
-    handles = [all_modules[m].register_forward_hook(record(m)) for m in modules]
+    handles = [all_modules[m].register_forward_pre_hook(lambda _m, inputs, p=(m, at): record(p, inputs[0] if inputs else None))
+               if at == "input" else
+               all_modules[m].register_forward_hook(lambda _m, _i, output, p=(m, at): record(p, output))
+               for m, at in points]
     try:
         logits = model(x[:1])
     finally:
@@ -324,22 +350,28 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
             h.remove()
     if not isinstance(logits, torch.Tensor):
         raise NFBenchError(f"the model returns {type(logits).__name__}; it must return a logits tensor")
-    calls = {m: sum(1 for s, _ in seen if s == m) for m in modules}
+    calls = {p: sum(1 for s, _ in seen if s == p) for p in points}
     found = [_Layer(INPUT, INPUT, 0, tuple(x.shape[1:]))]
-    counter: dict[str, int] = {}
-    for module, shape in seen:
-        n = counter[module] = counter.get(module, -1) + 1
-        name = module if calls[module] == 1 else f"{module}#{n}"
-        if module in wanted or name in wanted:
-            found.append(_Layer(name, module, n, shape))
+    counter: dict[tuple[str, str], int] = {}
+    for point, shape in seen:
+        n = counter[point] = counter.get(point, -1) + 1
+        base = _point_name(point)
+        name = base if calls[point] == 1 else f"{base}#{n}"
+        if base in wanted or name in wanted:
+            found.append(_Layer(name, point[0], n, shape, point[1]))
     for name in wanted if not auto else ():   # `auto` skips children the forward never calls
-        if name not in (INPUT, LOGITS) and not any(name in (l.name, l.module) for l in found):
-            base = name.split("#")[0]
+        if name not in (INPUT, LOGITS) and not any(name in (l.name, _point_name((l.module, l.at))) for l in found):
             raise NFBenchError(f"layer {name!r} is not called by the model's forward"
-                               + (f" (module {base!r} is called {calls[base]} times)" if "#" in name else ""))
+                               + (f" (module {layer_point(name)[0]!r} is called {calls[layer_point(name)]} times)"
+                                  if "#" in name else ""))
     if LOGITS in wanted:
         found.append(_Layer(LOGITS, LOGITS, 0, tuple(logits.shape[1:])))
     return found
+
+
+def _point_name(point: tuple[str, str]) -> str:
+    module, at = point
+    return module + INPUT_OF if at == "input" else module
 
 
 class _Engine:
@@ -460,10 +492,12 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
                    on_progress: Callable[[int], None] | None = None) -> FrameResult:
     """Grams of the frame `frame` (B×k×C×H×W) at the requested layers of `model` at points `x`.
 
-    layers: module names (as in `model.named_modules()`), the pseudo-layers `input` and
-      `logits`, "all" (every leaf module and the logits) or "auto" (the model's own
-      `observable_layers` if it declares them, else its top-level children, and the logits).  A module called several times in
-      one forward (e.g. a shared ReLU) yields one layer per call, named `name#0`, `name#1`, ….
+    layers: module names (as in `model.named_modules()`), `name:input` for what a module
+      receives (the pooled features entering a classifier head that pools functionally), the
+      pseudo-layers `input` and `logits`, "all" (every leaf module and the logits) or "auto"
+      (the model's own `observable_layers` if it declares them, else its top-level children,
+      and the logits).  A module called several times in one forward (e.g. a shared ReLU)
+      yields one layer per call, named `name#0`, `name#1`, ….
       Layers are reported in execution order, always starting with `input`.
     chunk_size: the most frame vectors pushed through the model at once (points × vectors);
       peak memory grows with it and not with B or k.  When k exceeds it, the Gram is built

@@ -280,6 +280,34 @@ def test_dims_and_repeated_module_calls():
     assert result.dims.tolist() == [2 * 64, 2 * 64, 4]
 
 
+class PooledHead(nn.Module):
+    """Pools functionally before its classifier, as RobustBench's networks do."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv, self.fc = nn.Conv2d(2, 5, 3, padding=1), nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(torch.nn.functional.avg_pool2d(torch.tanh(self.conv(x)), 8).flatten(1))
+
+
+@pytest.mark.parametrize("method", ["jvp", "fd"])
+def test_the_input_of_a_module_is_observed_as_name_colon_input(method):
+    """`fc:input` is the pooled vector the classifier receives, checked against finite
+    differences of that vector computed by hand."""
+    model = PooledHead()
+    x, v = points(B=2, k=3)
+    result = compute_frames(model, x, v, ["conv", "fc:input", "logits"], method=method, fd_step=1e-5)
+    assert result.layers == ["input", "conv", "fc:input", "logits"]
+    assert result.dims.tolist() == [2 * 64, 5 * 64, 5, 3]
+    pooled = nn.Sequential(model.conv, nn.Tanh(), nn.AvgPool2d(8), nn.Flatten())
+    expected = fd_grams(pooled, x, v, [])[0]
+    assert rel_err(result.grams[2], expected) < 1e-6
+    with pytest.raises(NFBenchError, match="did you mean 'fc'"):
+        compute_frames(model, x, v, ["fcx:input"])
+
+
 @pytest.mark.parametrize("layers, message", [
     (["conv2x"], "did you mean 'conv2'"),
     (["relu#5"], "called 2 times"),

@@ -412,3 +412,38 @@ def test_the_committed_published_checkpoints_are_the_suites(tmp_path):
                 assert record["recipe"] == recipe(spec, group == "generative"), path
                 count += 1
     assert count > 0
+
+
+def _suite_models():
+    from benchmark import config
+
+    for suite in config.suite_names():
+        preset = {k: v for k, v in config.load_suite(suite).items() if k != "description"}
+        params = config.validate_params({**config.read_yaml(ROOT / "params.yaml"), **preset, "suite": suite})
+        for model_id, spec in params["models"].items():
+            yield pytest.param(params["data"]["dataset"], spec, id=f"{suite}/{model_id}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, spec", list(_suite_models()))
+def test_every_suite_model_is_observed_at_its_block_outputs_with_pooled_features_as_penultimate(dataset, spec):
+    """`layers: auto` on the real architectures (random weights): at least 4 hidden layers, and
+    the penultimate layer is a representation before the classifier, not a copy of the logits."""
+    from benchmark.frames import compute_frames
+    from benchmark.metrics import penultimate_index
+    from benchmark.models.recipes import architecture
+    from benchmark.vocab import DATASET_DIMS
+
+    channels, size, classes = DATASET_DIMS[dataset]
+    torch.manual_seed(0)
+    arch = architecture(spec, DATASET_DIMS[dataset]) if spec["source"] == "local" else {"kwargs": {"num_classes": classes}}
+    net = zoo.build_architecture(spec, arch).eval()
+    zoo.forward_ad_ready(net, "test")
+    x, v = torch.rand(1, channels, size, size), torch.randn(1, 2, channels, size, size)
+    result = compute_frames(net, x, v, "auto")
+    hidden = result.layers[1:-1]
+    assert len(hidden) >= 4, result.layers
+    p = penultimate_index(result)
+    assert result.dims[p] != classes, result.layers[p]
+    assert not torch.allclose(result.grams[p], result.grams[-1]), result.layers[p]
+    assert result.layers[p].endswith((":input", "avgpool", "relu4")), result.layers   # the pooled features

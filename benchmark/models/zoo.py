@@ -34,9 +34,11 @@ from torch import nn
 
 from ..config import layers_for
 from ..errors import NFBenchError, one_of
+from ..frames import layer_point
 from ..storage import network_timeout, sha256_file
 from ..vocab import DATASET_DIMS
 from . import store
+from .layouts import declare_block_outputs
 from .recipes import architecture
 from .store import MODELS_DIR, download, is_html_page, model_dir, read_manifest, verify_sha256
 
@@ -120,12 +122,12 @@ def build_architecture(spec: Mapping, arch: Mapping) -> nn.Module:
     if source == "robustbench":
         from .robustbench_compat import zoo_entry
 
-        return zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])["model"]()
+        return declare_block_outputs(zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])["model"]())
     if source == "torchvision":
         import torchvision
 
         net = torchvision.models.get_model(spec["arch"], weights=None, **arch.get("kwargs", {}))
-        return add_pixel_normalization(net, IMAGENET_MEAN, IMAGENET_STD)
+        return declare_block_outputs(add_pixel_normalization(net, IMAGENET_MEAN, IMAGENET_STD))
     if source == "timm":
         import timm
 
@@ -211,7 +213,7 @@ def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
         arch = architecture(spec, dims) if spec["source"] == "local" else {"kwargs": {"num_classes": dims[2]}}
         names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
         for name in layers:
-            if name.split("#")[0] not in names:
+            if layer_point(name)[0] not in names:
                 raise NFBenchError(f"{where}: frames.layers: model {model_id}: "
                                    f"{one_of(name, sorted(names), 'layer')}")
 
