@@ -350,6 +350,18 @@ def _source_fields(source: str, fields: dict, where: str, allowed_meta) -> dict:
     return dict(fields)
 
 
+def resolve_device(setting: str):
+    """The torch.device of params.yaml `device` (auto: CUDA when present)."""
+    import torch
+
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise NFBenchError(f"params.yaml: device: {setting!r} asked for, but CUDA is not available here; "
+                           f"use auto or cpu")
+    return torch.device(setting)
+
+
 def layers_for(params: Mapping, spec: Mapping):
     """frames.layers: one setting for all models, or per architecture (`smallcnn: [relu1, …]`)."""
     setting = params["frames"]["layers"]

@@ -4,7 +4,9 @@
 
     claims.md        GitHub table of every claim row: value [CI], expectation, verdict
     claims.tex       the same as a booktabs LaTeX table
-    layers.md        per model and layer: mean relative sensitivity per family, effective rank
+    layers.md        measured vs published accuracy (models with a `reference`, flagged beyond
+                     the margin of `published_comparison`); per model and layer: mean relative
+                     sensitivity per family, effective rank
     figures/         PNG + SVG: per family, relative sensitivity vs relative depth (one line per
                      params.yaml entry — the mean over its seeds — coloured by role, with bootstrap
                      bands over points and seeds); effective rank vs depth; the ε-ladder
@@ -31,7 +33,7 @@ from .claims import ladder_models as claims_ladder_models
 from .metrics import FrameStatistics
 from .storage import write_bytes, write_text
 
-__all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "summary",
+__all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison", "summary",
            "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models"]
 
 ROLE_COLOURS = {"standard": "#1f77b4", "augmentation": "#2ca02c", "adversarial": "#d62728",
@@ -207,12 +209,60 @@ def _json_float(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
+PUBLISHED_MARGIN_SE = 3.0
+
+
+def published_comparison(meta: Mapping) -> list[dict]:
+    """A model's measured clean and robust accuracy beside its published `reference` (percent).
+
+    The measured figures come from the suite's evaluation points, the published ones from the
+    full test set (RobustBench: AutoAttack, which PGD cannot undercut), so they are flagged only
+    beyond PUBLISHED_MARGIN_SE binomial standard errors of a proportion measured on that many
+    points, √(p(1−p)/n) at the published p (held within [1/n, 1−1/n]): a flag is the first sign
+    of a wrong preprocessing or a bad download.  The robust accuracy is compared only when it was
+    measured under the published threat (L∞ at the suite's ε, or L2 at the model's own ε).
+    """
+    reference, accuracy = meta.get("reference") or {}, meta.get("accuracy") or {}
+    rows = []
+    for metric, measured_key, n_key in (("clean_acc", "clean_acc", "n_test"),
+                                         ("robust_acc", "own_threat_robust_acc", "n_attacked")):
+        if metric not in reference:
+            continue
+        published, measured, n = reference[metric] / 100, accuracy.get(measured_key), accuracy.get(n_key)
+        row = {"metric": metric, "published": published, "measured": measured, "n": n, "margin": None, "flagged": None}
+        if measured is not None and n:
+            p = min(max(published, 1 / n), 1 - 1 / n)
+            row["margin"] = PUBLISHED_MARGIN_SE * math.sqrt(p * (1 - p) / n)
+            row["flagged"] = abs(measured - published) > row["margin"]
+        rows.append(row)
+    return rows
+
+
+def _published_table(stats: Mapping[str, FrameStatistics]) -> list[str]:
+    rows = [[m, r["metric"], _pct(r["measured"]), _pct(r["published"]), str(r["n"] or "—"),
+             f"±{r['margin']:.1%}" if r["margin"] is not None else "—",
+             {True: "**differs**", False: "ok", None: "not measured"}[r["flagged"]]]
+            for m in sorted(stats) for r in published_comparison(stats[m].meta)]
+    if not rows:
+        return []
+    return ["## Accuracy, measured and published", "",
+            f"Measured on the suite's evaluation points; published on the full test set.  Flagged beyond "
+            f"{PUBLISHED_MARGIN_SE:g} binomial standard errors at the measured number of points: check the "
+            f"checkpoint's download and the preprocessing first.", "",
+            tabulate(rows, headers=["model", "metric", "measured", "published", "points", "margin", "agreement"],
+                     tablefmt="github", disable_numparse=True), ""]
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{v:.2%}"
+
+
 def layers_markdown(stats: Mapping[str, FrameStatistics]) -> str:
-    """layers.md: one table per model, one row per observed layer."""
+    """layers.md: measured vs published accuracy, then one table per model, one row per observed layer."""
     lines = ["# Per-layer statistics", "",
              "Mean over the evaluation points of the relative sensitivity (elasticity, 1 at the input) "
              "of each perturbation family, and of the frame's effective rank (normalized), at every "
-             "observed layer.", ""]
+             "observed layer.", "", *_published_table(stats)]
     for m in sorted(stats):
         st = stats[m]
         meta = st.meta

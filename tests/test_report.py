@@ -153,3 +153,24 @@ def test_point_bands_contain_the_mean():
     mean, lo, hi = R._point_bands(x, "k")
     assert np.allclose(mean, x.mean(1))
     assert np.all(lo < mean) and np.all(mean < hi)
+
+
+def test_measured_accuracy_is_flagged_beyond_three_standard_errors_of_the_published_one():
+    """At 256 points and a published 90 %, 3·√(.9·.1/256) = 5.6 points: 86 % agrees, 80 % differs;
+    a robust accuracy not measured under the published threat is shown as such."""
+    stats = ladder_suite()
+    fine, off, corrupt = (make_stats(m, "adversarial", seed=i, acc=a) for i, (m, a) in
+                          enumerate((("fine", 0.86), ("off", 0.80), ("corrupt", 0.9))))
+    for st, robust in ((fine, 0.5), (off, 0.5), (corrupt, None)):
+        st.meta["accuracy"].update(n_test=256, n_attacked=256, own_threat_robust_acc=robust)
+        st.meta["reference"] = {"clean_acc": 90.0, "robust_acc": 51.0}
+    rows = {m: R.published_comparison(st.meta) for m, st in (("fine", fine), ("off", off), ("corrupt", corrupt))}
+    assert rows["fine"][0]["margin"] == pytest.approx(3 * (0.9 * 0.1 / 256) ** 0.5)
+    assert [r["flagged"] for r in rows["fine"]] == [False, False]
+    assert [r["flagged"] for r in rows["off"]] == [True, False]
+    assert [r["flagged"] for r in rows["corrupt"]] == [False, None]
+    text = R.layers_markdown({**stats, "fine": fine, "off": off, "corrupt": corrupt})
+    assert "## Accuracy, measured and published" in text
+    assert "| off     | clean_acc  | 80.00%     | 90.00%      | 256      | ±5.6%    | **differs**" in text
+    assert "not measured" in text
+    assert "measured and published" not in R.layers_markdown(stats)    # no references: no table

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.attacks import pgd_linf
+from benchmark.attacks import pgd
 from benchmark.data import Dataset, load_dataset
 from benchmark.errors import NFBenchError
 from benchmark.models.nets import ARCHITECTURES, ConvVAE, SmallCNN, build
@@ -71,26 +71,45 @@ def _tiny_model() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
 
 
-def test_pgd_linf_stays_in_ball_and_increases_loss():
+@pytest.mark.parametrize("norm, eps", [("Linf", 0.1), ("L2", 0.5)])
+def test_pgd_stays_in_its_ball_and_increases_loss(norm, eps):
     model = _tiny_model().train()
     x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.arange(32) % 10
-    eps = 0.1
-    x_adv = pgd_linf(model, x, y, eps, steps=10, step_size=0.025,
-                     generator=torch.Generator().manual_seed(2))
-    assert (x_adv - x).abs().max() <= eps + 1e-6
+    x_adv = pgd(model, x, y, eps, steps=10, step_size=eps / 4, norm=norm,
+                generator=torch.Generator().manual_seed(2))
+    distance = (x_adv - x).flatten(1).abs().amax(1) if norm == "Linf" else (x_adv - x).flatten(1).norm(dim=1)
+    assert distance.max() <= eps + 1e-6 and distance.max() > 0.9 * eps
     assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
     with torch.no_grad():
         assert F.cross_entropy(model(x_adv), y) > F.cross_entropy(model(x), y) + 0.05
     assert model.training                                           # mode restored
     assert all(p.grad is None for p in model.parameters())         # no grads left behind
-    again = pgd_linf(model, x, y, eps, steps=10, step_size=0.025,
-                     generator=torch.Generator().manual_seed(2))
+    again = pgd(model, x, y, eps, steps=10, step_size=eps / 4, norm=norm,
+                generator=torch.Generator().manual_seed(2))
     assert torch.equal(x_adv, again)
-    assert torch.equal(pgd_linf(model, x, y, 0.0, 10, 0.1), x)
+    assert torch.equal(pgd(model, x, y, 0.0, 10, 0.1, norm=norm), x)
     model.eval()
-    pgd_linf(model, x, y, eps, 2, 0.05, random_start=False)
+    pgd(model, x, y, eps, 2, 0.05, norm=norm, random_start=False)
     assert not model.training
+
+
+def test_one_l2_pgd_step_on_a_linear_model_follows_the_analytic_gradient():
+    """For logits Wx + b the cross-entropy gradient is Wᵀ(softmax − onehot): one L2 step from x
+    (no random start, inside [0, 1] and the ball) moves exactly step_size along it."""
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 10)
+    model = nn.Sequential(nn.Flatten(), linear)
+    x = 0.25 + 0.5 * torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 3, 5, 9])
+    with torch.no_grad():
+        p = torch.softmax(model(x), dim=1) - F.one_hot(y, 10)
+        g = (p @ linear.weight).view_as(x)
+    expected = x + 0.05 * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    actual = pgd(model, x, y, 0.5, 1, 0.05, norm="L2", random_start=False)
+    assert torch.allclose(actual, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="Linf, L2"):
+        pgd(model, x, y, 0.5, 1, 0.05, norm="L1")
 
 
 # ------------------------------------------------------------------------------- validation
@@ -177,10 +196,24 @@ def test_evaluate_classifier_is_deterministic(tiny):
     first.pop("seconds"), second.pop("seconds")
     assert first == second
     assert set(first) == {"clean_acc", "robust_acc@0.1", "robust_acc@0.3", "rotated_acc",
-                          "translated_acc", "n_test", "n_attacked"}
+                          "translated_acc", "n_test", "n_attacked", "device"}
     assert first["n_test"] == 100
     assert all(0 <= v <= 1 for k, v in first.items() if k.endswith("acc") or "@" in k)
     assert first["robust_acc@0.3"] <= first["robust_acc@0.1"] <= first["clean_acc"]
+
+
+def test_an_l2_trained_model_is_also_attacked_in_l2_at_its_own_eps(tiny):
+    """The suite's L∞ figure for every model, and for threat_model L2 the L2 one RobustBench publishes."""
+    from benchmark.models import zoo
+
+    model, _ = train_classifier(tiny, {"epochs": 3})
+    params = {"attack": {"eps": 0.1, "steps": 3}, "data": {"eval_points": 40, "seed": 0}}
+    l2 = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
+    linf = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "Linf", "eps": 0.1})
+    assert {k for k in l2 if "@" in k} == {"robust_acc@0.1", "robust_acc_l2@1.5"}
+    assert {k for k in linf if "@" in k} == {"robust_acc@0.1"}
+    assert l2["robust_acc@0.1"] == linf["robust_acc@0.1"]          # the L∞ figure does not move
+    assert l2["robust_acc_l2@1.5"] < l2["clean_acc"]
 
 
 def test_vae_training_is_bit_identical(tiny):
@@ -188,6 +221,22 @@ def test_vae_training_is_bit_identical(tiny):
     b, _ = train_vae(tiny, {"epochs": 1, "latent_dim": 4})
     assert state_equal(a, b) and not a.training
     assert stats["recon_mse"] > 0 and stats["kl"] >= 0 and stats["seconds"] > 0
+    assert stats["device"] == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_vae_training_and_attacks_run_on_the_gpu(tiny):
+    """The suite's device is honoured: the VAE trains there (and comes back on the CPU), and the
+    attack's backward passes run in deterministic mode without a missing-kernel error."""
+    cpu, _ = train_vae(tiny, {"epochs": 1, "latent_dim": 4})
+    gpu, stats = train_vae(tiny, {"epochs": 1, "latent_dim": 4}, device="cuda")
+    assert stats["device"] == "cuda" and next(gpu.parameters()).device.type == "cpu"
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(cpu.state_dict().values(),
+                                                                         gpu.state_dict().values()))
+    model, _ = train_classifier(tiny, {"epochs": 1})
+    on_cpu = evaluate_classifier(model, tiny, eps=(0.1,), attack_steps=2)
+    on_gpu = evaluate_classifier(model.cuda(), tiny, eps=(0.1,), attack_steps=2)
+    assert on_gpu["device"] == "cuda" and abs(on_gpu["clean_acc"] - on_cpu["clean_acc"]) <= 0.02
 
 
 def test_imagenet_cannot_be_trained_on(tiny):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..attacks import pgd_linf
+from ..attacks import pgd, robust_key
 from ..data import Dataset
 from ..errors import NFBenchError
 from .nets import ConvVAE, build
@@ -39,13 +40,18 @@ TRAINING_THREADS = 1          # the weights must not depend on the machine's cor
 # Determinism helpers
 
 @contextlib.contextmanager
-def deterministic(threads: int | None = None) -> Iterator[None]:
+def deterministic(threads: int | None = None, device: torch.device | None = None) -> Iterator[None]:
     """`torch.use_deterministic_algorithms(True)` (and `threads` CPU threads, when given) for the
-    block; the previous settings after."""
+    block; the previous settings after.  On a CUDA `device` some backward kernels the attacks
+    need (adaptive average pooling's) have no deterministic version: there it only warns, and
+    cuBLAS gets the workspace setting it needs to be deterministic."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     previous_threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
+    on_cuda = device is not None and torch.device(device).type == "cuda"
+    if on_cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=on_cuda)
     if threads is not None:
         torch.set_num_threads(threads)
     try:
@@ -178,7 +184,7 @@ def train_classifier(data: Dataset, spec: dict, *, progress: bool = False) -> tu
             noise = torch.randn(xb.shape, generator=draw, dtype=xb.dtype)
             xb = (xb + spec["sigma"] * noise).clamp(0, 1)
         elif recipe == "adversarial":
-            xb = pgd_linf(model, xb, yb, spec["eps"], spec["steps"], step_size(spec), generator=draw)
+            xb = pgd(model, xb, yb, spec["eps"], spec["steps"], step_size(spec), generator=draw)
         logits = model(xb)
         return F.cross_entropy(logits, yb), int((logits.argmax(1) == yb).sum())
 
@@ -199,17 +205,18 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float],
+def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float], l2_eps: Sequence[float] = (),
                         attack_steps: int = 10, seed: int = 0, attack_data: Dataset | None = None) -> dict:
     """Accuracies on the test split of `data` (deterministic given `seed`).
 
     clean_acc; rotated_acc (mean over EVAL_ANGLES); translated_acc (mean over EVAL_SHIFTS); and
-    robust_acc@<eps> under PGD-L∞ (`attack_steps` steps of 2.5·eps/steps, random start) on the
-    test split of `attack_data` (default: the same; the attack costs 2·steps passes per image).
+    robust_acc@<eps> under PGD-L∞ and robust_acc_l2@<eps> under PGD-L2 at each of `l2_eps`
+    (`attack_steps` steps of 2.5·eps/steps, random start; `robust_key`) on the test split of
+    `attack_data` (default: the same; the attack costs 2·steps passes per image).
     The model runs in channels-last memory format meanwhile (max-pooling is several times
     faster so; it is restored after).
     """
-    eps = list(dict.fromkeys(float(e) for e in eps))
+    threats = list(dict.fromkeys([("Linf", float(e)) for e in eps] + [("L2", float(e)) for e in l2_eps]))
     attack_data = attack_data or data
     start = time.perf_counter()
     device = _model_device(model)
@@ -230,7 +237,7 @@ def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float]
 
     try:
         model.to(memory_format=torch.channels_last)
-        with deterministic():
+        with deterministic(device=device):
             with torch.no_grad():
                 for x, y in batches(data):
                     count("clean_acc", model(x), y)
@@ -240,20 +247,21 @@ def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float]
                         count("translated_acc", model(_affine(x, 0.0, (dx, dy), 1.0)), y)
             attack = _generator(seed, _EVAL)
             for x, y in batches(attack_data):
-                for e in eps:
-                    xa = pgd_linf(model, x, y, e, attack_steps, 2.5 * e / max(attack_steps, 1), generator=attack)
+                for norm, e in threats:
+                    xa = pgd(model, x, y, e, attack_steps, 2.5 * e / max(attack_steps, 1), norm=norm, generator=attack)
                     with torch.no_grad():
-                        count(f"robust_acc@{e:g}", model(xa), y)
+                        count(robust_key(norm, e), model(xa), y)
     finally:
         model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     n, n_attacked = len(data.test), len(attack_data.test)
     out = {"clean_acc": correct["clean_acc"] / n}
-    out.update({f"robust_acc@{e:g}": correct[f"robust_acc@{e:g}"] / n_attacked for e in eps})
+    out.update({robust_key(*t): correct[robust_key(*t)] / n_attacked for t in threats})
     out["rotated_acc"] = correct["rotated_acc"] / (n * len(EVAL_ANGLES))
     out["translated_acc"] = correct["translated_acc"] / (n * len(EVAL_SHIFTS))
     out["n_test"] = n
     out["n_attacked"] = n_attacked
+    out["device"] = device.type
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -268,27 +276,35 @@ def _vae_loss(model: ConvVAE, x: torch.Tensor, beta: float, noise: torch.Tensor 
     return recon, kl, x_hat
 
 
-def train_vae(data: Dataset, spec: dict, *, progress: bool = False) -> tuple[nn.Module, dict]:
-    """Train the ConvVAE by `spec` (see `validate_vae`); stats: recon_mse and kl on the test split."""
+def train_vae(data: Dataset, spec: dict, *, progress: bool = False,
+              device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Train the ConvVAE by `spec` (see `validate_vae`) on `device`; stats: recon_mse and kl on
+    the test split, and the device.  The seeded draws are made on the CPU, so a device changes
+    only the arithmetic's rounding (bit-identical training holds on one CPU type only anyway)."""
     spec = validate_vae(spec, "vae")
     split = _train_split(data)
     seed = spec["seed"]
     channels, height, _ = data.image_shape
+    device = torch.device(device)
     start = time.perf_counter()
 
     def batch_loss(idx: torch.Tensor, draw: torch.Generator) -> tuple[torch.Tensor, int]:
         xb = split.images(idx)
         noise = torch.randn(len(xb), spec["latent_dim"], generator=draw, dtype=xb.dtype)
-        recon, kl, _ = _vae_loss(model, xb, spec["beta"], noise)
+        recon, kl, _ = _vae_loss(model, xb.to(device), spec["beta"], noise.to(device))
         return (recon + spec["beta"] * kl).mean(), 0
 
-    with deterministic(threads=TRAINING_THREADS):
+    with deterministic(threads=TRAINING_THREADS, device=device):
         model = _seeded_build(seed, "convvae", in_channels=channels, image_size=height,
-                              latent_dim=spec["latent_dim"])
-        final_loss, _ = _fit(model, spec, len(split), f"train vae seed {seed}", progress, batch_loss)
-        x_test = data.test.images()
+                              latent_dim=spec["latent_dim"]).to(device)
+        final_loss, _ = _fit(model, spec, len(split), f"train vae seed {seed} ({device.type})", progress, batch_loss)
+        squared, kl_sum, n = 0.0, 0.0, len(data.test)
         with torch.no_grad():
-            _, kl, x_hat = _vae_loss(model, x_test, spec["beta"], None)
-            recon_mse = float((x_hat - x_test).pow(2).mean())
-    return model, {"recon_mse": recon_mse, "kl": float(kl.mean()), "final_train_loss": final_loss,
-                   "seconds": time.perf_counter() - start}
+            for rows in torch.arange(n).split(1000):
+                x_test = data.test.images(rows).to(device)
+                _, kl, x_hat = _vae_loss(model, x_test, spec["beta"], None)
+                squared += float((x_hat - x_test).pow(2).sum())
+                kl_sum += float(kl.sum())
+    return model.cpu(), {"recon_mse": squared / (n * math.prod(data.image_shape)), "kl": kl_sum / n,
+                         "final_train_loss": final_loss, "seconds": time.perf_counter() - start,
+                         "device": device.type}

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import layers_for
+from ..config import layers_for, resolve_device
 from ..errors import NFBenchError, one_of
 from ..frames import layer_point
 from ..storage import network_timeout, sha256_file
@@ -248,7 +248,10 @@ def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress:
 
     data = load_dataset(params["data"]["dataset"], params["data"]["root"])
     recipe = published.recipe(spec, generative)
-    net, stats = (train_vae if generative else train_classifier)(data, recipe, progress=progress)
+    if generative:   # the protocol's autoencoder: on the suite's device (hours on a CPU at CIFAR-10 scale)
+        net, stats = train_vae(data, recipe, progress=progress, device=resolve_device(params["device"]))
+    else:            # the embedded classifiers: on the CPU, the one place their recipe is bit-identical
+        net, stats = train_classifier(data, recipe, progress=progress)
     arch = architecture(recipe, (*data.image_shape[:2], data.num_classes))
     checkpoint = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
                       metadata=published.file_metadata(recipe, arch))
@@ -289,8 +292,9 @@ def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict
             "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
 
 
-def evaluate(net: nn.Module, data, params: Mapping, *, local: bool) -> dict:
-    """Clean, rotated and translated accuracy, and PGD-L∞ robust accuracy at the suite's ε, of a model.
+def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
+    """Clean, rotated and translated accuracy, and PGD-L∞ robust accuracy at the suite's ε, of a model
+    (an L2-trained one, threat_model L2, is also attacked in L2 at its own ε: its published figure).
 
     The attack runs on the suite's fixed evaluation points (it costs 2·steps passes per image: a
     full CIFAR-10/ImageNet attack is a GPU job, and RobustBench publishes full-test-set numbers,
@@ -303,7 +307,9 @@ def evaluate(net: nn.Module, data, params: Mapping, *, local: bool) -> dict:
     attack = params["attack"]
     ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
     points = dataclasses.replace(data, test=data.test.subset(ids))
-    result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])],
+    local = spec["source"] == "local"
+    l2_eps = [float(spec["eps"])] if spec.get("threat_model") == "L2" and "eps" in spec else []
+    result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])], l2_eps=l2_eps,
                                  attack_steps=attack["steps"], seed=params["data"]["seed"], attack_data=points)
     where = f"{params['data']['eval_points']} evaluation points"
     result["evaluated_on"] = "test split" if local else where

@@ -65,20 +65,6 @@ def load_statistics(params: Mapping) -> dict:
     return {m: FrameStatistics.load(STATISTICS / f"{m}.safetensors") for m in params["models"]}
 
 
-def resolve_device(setting: str):
-    """The torch.device of params.yaml `device` (auto: CUDA when present)."""
-    import torch
-
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import NFBenchError
-
-        raise NFBenchError(f"params.yaml: device: {setting!r} asked for, but CUDA is not available here; "
-                           f"use auto or cpu")
-    return torch.device(setting)
-
-
 @contextmanager
 def announce(stage: str) -> Iterator[dict]:
     """Time a stage and print its one-line summary: `[stage] what it did in N s -> where`."""

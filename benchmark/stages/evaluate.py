@@ -1,6 +1,6 @@
 """`nfbench evaluate [ID ...]`: the accuracies of the suite's fetched classifiers.
 
-Clean accuracy, PGD-L∞ robust accuracy at the suite's ε (and at the model's own training ε),
+Clean accuracy, PGD-L∞ robust accuracy at the suite's ε (and PGD-L2 at its own ε for an L2-trained model),
 accuracy on rotated and on translated images (`zoo.evaluate`), written with each model's
 identity to metrics/models.json (committed, `dvc metrics show`).  One process for all models:
 a stage per model would pay the import of torch and MLflow once per model.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..attacks import robust_key
+from ..config import resolve_device
 from ..errors import NFBenchError
 from ..models import store
 from ..storage import read_json, sha256_json, write_json
@@ -23,8 +25,8 @@ def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root
     from ..models import zoo
 
     data = data or load_dataset(params["data"]["dataset"], params["data"]["root"])
-    net = zoo.load(model_id, spec, models_root or model_root(spec))
-    return zoo.evaluate(net, data, params, local=spec["source"] == "local")
+    net = zoo.load(model_id, spec, models_root or model_root(spec)).to(resolve_device(params["device"]))
+    return zoo.evaluate(net, data, params, spec)
 
 
 def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = True) -> None:
@@ -44,8 +46,10 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = Tr
             accuracy = model_accuracy(params, model_id, spec, data=data)
             manifest = store.read_manifest(model_id, model_root(spec))
             record = records[model_id] = {**store.manifest_summary(manifest), "accuracy": accuracy}
-            info["did"] = (f"clean {accuracy['clean_acc']:.1%}, PGD@{eps:g} {accuracy[f'robust_acc@{eps:g}']:.1%} "
-                           f"on the {accuracy['evaluated_on']}")
+            own = {k: v for k, v in accuracy.items() if k.startswith("robust_acc_")}
+            info["did"] = (f"clean {accuracy['clean_acc']:.1%}, PGD@{eps:g} {accuracy[robust_key('Linf', eps)]:.1%}"
+                           + "".join(f", {k.removeprefix('robust_acc_')} {v:.1%}" for k, v in own.items())
+                           + f" on the {accuracy['evaluated_on']} ({accuracy['device']})")
             if track:
                 from ..tracking import log_run, numbers
 

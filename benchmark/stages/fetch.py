@@ -55,7 +55,8 @@ def _did(spec: Mapping, manifest: Mapping, how: str, why_not: str) -> str:
     if how == "published":
         return f"published checkpoint {spec['published']['checkpoint']} (sha256 {sha}) verified"
     if how == "trained":
-        return (f"trained here ({spec.get('recipe', 'vae')} recipe, seed {spec['seed']}"
+        device = (manifest.get("training") or {}).get("device", "cpu")
+        return (f"trained here ({spec.get('recipe', 'vae')} recipe, seed {spec['seed']}, on {device}"
                 + (f"; not the published checkpoint: {why_not}" if why_not else "") + f"), sha256 {sha}")
     return f"{spec['source']} {manifest['role']} model, sha256 {sha}"
 

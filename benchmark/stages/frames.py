@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from tqdm import tqdm
 
 from .. import metrics
-from ..config import layers_for
+from ..config import layers_for, resolve_device
 from ..errors import NFBenchError
 from ..frames import FrameResult, compute_frames
 from ..storage import code_version, sha256_json, write_text
-from . import FRAMES, PLOTS, POINTS, announce, load_points, model_root, model_spec, resolve_device
+from . import FRAMES, PLOTS, POINTS, announce, load_points, model_root, model_spec
 
 
 def suite_frame(params: Mapping, points=POINTS):

@@ -23,12 +23,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .. import leaderboard as lb
+from ..config import resolve_device
 from ..errors import NFBenchError, one_of
 from ..metrics import FrameStatistics, frame_statistics
 from ..models import Wanted, fetch, store
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_json, write_text
 from . import (LEADERBOARD, MODEL_METRICS, MODELS, POINTS, REPORTS, STATISTICS, SUBMISSIONS, SUBMITTED_MODELS,
-               announce, load_points, resolve_device)
+               announce, load_points)
 from .evaluate import model_accuracy
 from .frames import model_frames
 from .metrics import model_record
