@@ -223,6 +223,8 @@ def cmd_models_list(args) -> None:
             manifest = store.read_manifest(model_id, model_root(spec)) or {}
             if state == "present":
                 state = store.obtained(manifest)
+            elif state == "stale":
+                state = f"stale: its source checkpoint changed (dvc repro -f fetch@{model_id} && dvc repro)"
             rows.append({"id": model_id, "source": spec.get("source", "local"),
                          "role": "generative" if generative else spec["role"],
                          "status": state, "sha256": manifest.get("sha256", "")[:16]})

@@ -63,11 +63,29 @@ def test_a_robustbench_checkpoint_placed_at_its_path_loads_offline(tmp_path):
 
     # installed as safetensors + manifest, then loaded back verified
     manifest = zoo.install_state("mma", tmp_path, net.state_dict(),
-                                 {"source": "robustbench", "role": "adversarial", "spec": RB_SPEC, "architecture": arch})
+                                 {"source": "robustbench", "role": "adversarial", "spec": RB_SPEC, "architecture": arch,
+                                  **info})
     loaded = zoo.load("mma", RB_SPEC, tmp_path)
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
     assert store.status("mma", tmp_path) == "present" and len(manifest["sha256"]) == 64
+    # the source checkpoint replaced by other weights: the installed model is stale, not present
+    torch.save({"state_dict": robustbench_architecture().state_dict() | {"fc.bias": torch.ones(10)}}, path)
+    assert store.status("mma", tmp_path) == "stale"
+
+
+def test_a_robustbench_download_prints_nothing_on_stdout(tmp_path, monkeypatch, capfd):
+    """RobustBench announces each download with print(): the CLI's stdout stays clean."""
+    from benchmark.models.robustbench_compat import import_robustbench
+
+    reference = robustbench_architecture()
+    rb = import_robustbench()
+    monkeypatch.setattr(rb.utils.gdown, "download",
+                        lambda id, output: torch.save({"state_dict": reference.state_dict()}, output))
+    net, info, _ = zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
+    out, _err = capfd.readouterr()
+    assert out == "" and zoo.robustbench_path(RB_SPEC, tmp_path).is_file()
+    assert info["source_checkpoint"]["gdrive_id"]
 
 
 def test_a_robustbench_checkpoint_with_code_in_it_is_refused_before_unpickling(tmp_path):

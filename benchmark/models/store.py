@@ -41,12 +41,18 @@ def read_manifest(model_id: str, root: Path = MODELS_DIR) -> dict | None:
 
 
 def status(model_id: str, root: Path = MODELS_DIR) -> str:
-    """present (checkpoint matches its manifest), missing, or corrupt."""
+    """present (checkpoint matches its manifest), missing, corrupt, or stale: the source checkpoint
+    it was made from (a RobustBench or torchvision file, still on disk) has other bytes now."""
     manifest = read_manifest(model_id, root)
     checkpoint = model_dir(model_id, root) / CHECKPOINT
     if manifest is None or not checkpoint.is_file():
         return "missing"
-    return "present" if sha256_file(checkpoint) == manifest["sha256"] else "corrupt"
+    if sha256_file(checkpoint) != manifest["sha256"]:
+        return "corrupt"
+    source = manifest.get("source_checkpoint") or {}
+    if "path" in source and Path(source["path"]).is_file() and sha256_file(Path(source["path"])) != source["sha256"]:
+        return "stale"
+    return "present"
 
 
 def _reject(path: Path, actual: str) -> Path:

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
+import io
 import re
 import socket
 from collections.abc import Iterator, Mapping
@@ -333,8 +334,12 @@ def _acquire_robustbench(spec: Mapping, root: Path, what: str):
     downloaded = not path.is_file()       # else placed by the user (offline): refused, never moved
     if downloaded:
         robustbench = import_robustbench()
+        def fetcher(dest: str) -> None:   # RobustBench print()s each download: keep nfbench's stdout clean
+            with contextlib.redirect_stdout(io.StringIO()):
+                robustbench.utils.download_gdrive_new(gdrive_id, dest)
+
         download(f"https://drive.google.com/uc?id={gdrive_id}", path, f"{what} (RobustBench {spec['name']})",
-                 fetcher=lambda dest: robustbench.utils.download_gdrive_new(gdrive_id, dest))
+                 fetcher=fetcher)
     if "sha256" in spec:
         verify_sha256(path, spec["sha256"], what, keep_aside=downloaded)
     safe_torch_load(path, what)            # refuse pickled code before robustbench unpickles it
