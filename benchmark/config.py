@@ -110,10 +110,11 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
         raise NFBenchError(f"{where}: checkpoints: {one_of(str(p['checkpoints']), CHECKPOINTS, 'setting')} "
                            f"(published: install the suite's published checkpoints; train: retrain here)")
 
-    data = _section(p, "data", where, {"dataset": str, "root": str, "eval_points": int, "seed": int},
-                    {"root": "data/raw", "seed": 0})
+    data = _section(p, "data", where, {"dataset": str, "root": str, "eval_points": int, "seed": int, "md5": dict},
+                    {"root": "data/raw", "seed": 0, "md5": None})
     if data["dataset"] not in DATASETS:
         raise NFBenchError(f"{where}: data.dataset: {one_of(data['dataset'], DATASETS, 'dataset')}")
+    _md5_table(data, f"{where}: data.md5")
     preset_dataset = (load_suite(p["suite"], suites_dir).get("data") or {}).get("dataset")
     if preset_dataset not in (None, data["dataset"]):   # e.g. `dvc exp run -S suite=…` alone
         raise NFBenchError(f"{where}: suite: {p['suite']!r} is a {preset_dataset} suite but data.dataset is "
@@ -165,6 +166,27 @@ def _section(p: dict, name: str, where: str, types: dict[str, type], defaults: d
         _typed(out[key], kind, f"{where}: {name}.{key}", allow_none=key in defaults and defaults[key] is None)
     p[name] = out
     return out
+
+
+def _md5_table(data: dict, where: str) -> None:
+    """data.md5 (optional): the md5 of each file of a re-packed CIFAR-10, checked in place of
+    torchvision's table of the original files (the check itself always runs)."""
+    table = data.pop("md5")
+    if table is None:
+        return
+    if data["dataset"] != "cifar10":
+        raise NFBenchError(f"{where}: only for dataset cifar10, whose files torchvision checks by md5")
+    files = CIFAR10_FILES
+    for name, digest in table.items():
+        if name not in files:
+            raise NFBenchError(f"{where}: {one_of(str(name), files, 'CIFAR-10 file')}")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{32}", digest):
+            raise NFBenchError(f"{where}.{name}: must be 32 lowercase hex digits (an md5), got {digest!r}")
+    data["md5"] = dict(table)
+
+
+CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta")
 
 
 def _typed(value: Any, kind: type, where: str, allow_none: bool = False) -> None:

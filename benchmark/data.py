@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,16 +187,23 @@ def _hash_splits(name: str, splits: dict[str, Split]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Loaders
 
-def load_dataset(name: str, root: str | Path = "data/raw", download: bool = False) -> Dataset:
-    """Load a dataset by name; `root` holds the torchvision / ImageNet folders."""
+def load_dataset(name: str, root: str | Path = "data/raw", download: bool = False,
+                 md5: Mapping[str, str] | None = None) -> Dataset:
+    """Load a dataset by name; `root` holds the torchvision / ImageNet folders.  `md5`: CIFAR-10
+    file name -> md5 for a re-packed copy, checked instead of torchvision's (config `data.md5`)."""
     if name not in DATASETS:
         raise NFBenchError(one_of(name, DATASETS, "dataset"))
     root = Path(root)
     if name == "mnist5k":
         return _load_mnist5k()
     if name in ("mnist", "cifar10"):
-        return _load_torchvision(name, root, download)
+        return _load_torchvision(name, root, download, md5 or {})
     return _load_imagenet(root)
+
+
+def load_suite_dataset(data: Mapping, download: bool = False) -> Dataset:
+    """The dataset of params.yaml's `data` section."""
+    return load_dataset(data["dataset"], data["root"], download, data.get("md5"))
 
 
 _MNIST5K_CACHE: Dataset | None = None
@@ -232,11 +239,23 @@ _TORCHVISION = {  # name -> (torchvision class, what its files look like under r
 }
 
 
-def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
+def _with_md5(cls: type, md5: Mapping[str, str]) -> type:
+    """torchvision's CIFAR-10 class, checking the files against `md5` where it names them."""
+    def listed(files):
+        return [[f, md5.get(f, digest)] for f, digest in files]
+
+    meta = {**cls.meta, "md5": md5.get(cls.meta["filename"], cls.meta["md5"])}
+    return type(cls.__name__, (cls,), {"train_list": listed(cls.train_list), "test_list": listed(cls.test_list),
+                                        "meta": meta})
+
+
+def _load_torchvision(name: str, root: Path, download: bool, md5: Mapping[str, str]) -> Dataset:
     import torchvision.datasets as tvd
 
     cls_name, layout = _TORCHVISION[name]
     cls = getattr(tvd, cls_name)
+    if md5:
+        cls = _with_md5(cls, md5)
     where = root / name
     missing = (f"{name}: dataset files not found in {where} (torchvision.datasets.{cls_name} "
                f"layout {where}/{layout}); run `nfbench data --download` to fetch them there")

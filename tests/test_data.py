@@ -112,6 +112,35 @@ def test_absent_torchvision_dataset_fails_fast(tmp_path, name, cls):
     assert str(tmp_path / name) in message and cls in message and "--download" in message
 
 
+def test_a_repacked_cifar10_passes_its_declared_md5s_and_fails_other_ones(tmp_path, monkeypatch):
+    """torchvision's md5 check always runs: against its own table, or `data.md5`'s for a copy."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from standins import write_cifar10
+
+    md5 = write_cifar10(tmp_path, per_batch=20, test=30)
+    with pytest.raises(NFBenchError, match="not torchvision.datasets.CIFAR10's"):
+        load_dataset("cifar10", root=tmp_path)                      # the original files' md5s
+    data = load_dataset("cifar10", root=tmp_path, md5=md5)
+    assert (len(data.train), len(data.test), data.image_shape) == (100, 30, (3, 32, 32))
+    with pytest.raises(NFBenchError, match="not torchvision.datasets.CIFAR10's"):
+        load_dataset("cifar10", root=tmp_path, md5={**md5, "test_batch": "0" * 32})
+
+
+@pytest.mark.parametrize("md5, message", [
+    ({"data_batch_9": "0" * 32}, "unknown CIFAR-10 file 'data_batch_9'"),
+    ({"test_batch": "XYZ"}, "32 lowercase hex digits"),
+])
+def test_a_bad_md5_table_is_refused_naming_the_key(md5, message):
+    from benchmark.config import read_yaml, validate_params
+
+    params = read_yaml(Path(__file__).resolve().parents[1] / "suites" / "robustbench_cifar10.yaml")
+    params.pop("description")
+    params["data"]["md5"] = md5
+    with pytest.raises(NFBenchError, match=message):
+        validate_params({**read_yaml(Path(__file__).resolve().parents[1] / "params.yaml"), **params,
+                         "suite": "robustbench_cifar10"})
+
+
 def test_wrong_cifar10_files_are_not_reported_as_missing(tmp_path):
     batches = tmp_path / "cifar10" / "cifar-10-batches-py"
     batches.mkdir(parents=True)

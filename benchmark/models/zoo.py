@@ -243,11 +243,11 @@ def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress:
     its manifest fields)."""
     from safetensors.torch import save
 
-    from ..data import load_dataset
+    from ..data import load_suite_dataset
     from . import published
     from .training import train_classifier, train_vae
 
-    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    data = load_suite_dataset(params["data"])
     recipe = published.recipe(spec, generative)
     if generative:   # the protocol's autoencoder: on the suite's device (hours on a CPU at CIFAR-10 scale)
         net, stats = train_vae(data, recipe, progress=progress, device=resolve_device(params["device"]))
@@ -272,14 +272,14 @@ def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS
     `what` starts every error message (default `model '<id>'`); `downloads` is where source
     checkpoints are downloaded to or placed by the user (`acquire`), by default `root`.
     """
-    from ..data import load_dataset
+    from ..data import load_suite_dataset
 
     if spec["source"] == "local":
         checkpoint, manifest = train(spec, params, generative=generative, progress=progress)
         return store.install(model_id, root, lambda dest: dest.write_bytes(checkpoint), manifest)
     what = what or f"model {model_id!r}"
     net, source_info, arch = acquire(spec, downloads or root, what)
-    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    data = load_suite_dataset(params["data"])
     (check_autoencoder if generative else check_classifier)(net, data, what)
     manifest = {"source": spec["source"], "role": "generative" if generative else spec["role"],
                 "spec": dict(spec), "architecture": arch, "data_hash": data.content_hash, **source_info}

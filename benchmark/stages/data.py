@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..data import eval_indices, load_dataset
+from ..data import eval_indices, load_suite_dataset
 from ..storage import tensors_to_bytes, write_bytes, write_json
 from . import DATA_SUMMARY, POINTS, announce
 
@@ -15,7 +15,7 @@ def run(params: Mapping, *, download: bool = False) -> None:
     """Write the suite's evaluation points; `download`: fetch a torchvision dataset into data.root first."""
     with announce("data") as info:
         cfg = params["data"]
-        data = load_dataset(cfg["dataset"], cfg["root"], download=download)
+        data = load_suite_dataset(cfg, download=download)
         ids = eval_indices(data.test.labels, cfg["eval_points"], cfg["seed"])
         x, y = data.test.images(ids), data.test.labels[ids]
         meta = {"dataset": data.name, "content_hash": data.content_hash, "seed": cfg["seed"],

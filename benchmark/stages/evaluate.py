@@ -21,23 +21,23 @@ from . import MODEL_METRICS, announce, model_root, model_spec
 def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, data=None) -> dict:
     """The accuracies of one fetched classifier on the suite's data (`data`: the loaded dataset;
     `models_root`: where its directory is, by default the suite's)."""
-    from ..data import load_dataset
+    from ..data import load_suite_dataset
     from ..models import zoo
 
-    data = data or load_dataset(params["data"]["dataset"], params["data"]["root"])
+    data = data or load_suite_dataset(params["data"])
     net = zoo.load(model_id, spec, models_root or model_root(spec)).to(resolve_device(params["device"]))
     return zoo.evaluate(net, data, params, spec)
 
 
 def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = True) -> None:
     """Evaluate the given models (default: all of the suite's) into metrics/models.json."""
-    from ..data import load_dataset
+    from ..data import load_suite_dataset
 
     ids = model_ids or list(params["models"])
     for model_id in ids:
         if model_spec(params, model_id)[1]:
             raise NFBenchError(f"{model_id!r} is a generative model; accuracies are measured for classifiers")
-    data = load_dataset(params["data"]["dataset"], params["data"]["root"])
+    data = load_suite_dataset(params["data"])
     eps = params["attack"]["eps"]
     records = read_json(MODEL_METRICS) if model_ids and MODEL_METRICS.is_file() else {}
     for i, model_id in enumerate(ids, 1):
