@@ -112,6 +112,7 @@ def assert_embedded_comes_back(root: Path, env: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.rehearsal
 def test_robustbench_cifar10_rehearsal(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     from standins import write_cifar10, write_robustbench
@@ -133,6 +134,7 @@ def test_robustbench_cifar10_rehearsal(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.rehearsal
 def test_robustbench_imagenet_rehearsal(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     from standins import write_autoencoder, write_imagenet_val, write_robustbench, write_torchvision_weights
