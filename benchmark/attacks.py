@@ -17,6 +17,17 @@ def robust_key(norm: str, eps: float) -> str:
     return f"robust_acc@{eps:g}" if norm == "Linf" else f"robust_acc_{norm.lower()}@{eps:g}"
 
 
+def published_threat(threat_model: str | None, eps: float | None, suite_eps: float) -> tuple[str, float] | None:
+    """(norm, ε) of the threat a model's published robust accuracy is measured under, when the
+    suite measures it: L2 at the model's own ε, or L∞ at the suite's ε (a model published at
+    another L∞ ε is not attacked there); None otherwise (corruption-robust models, …)."""
+    if threat_model == "L2" and eps is not None:
+        return "L2", float(eps)
+    if threat_model == "Linf" and math.isclose(float(suite_eps if eps is None else eps), suite_eps):
+        return "Linf", float(suite_eps)
+    return None
+
+
 def _per_sample_l2(t: torch.Tensor) -> torch.Tensor:
     """‖t_i‖₂ of every sample, shaped to broadcast over t."""
     return torch.linalg.vector_norm(t.flatten(1), dim=1).view(-1, *[1] * (t.ndim - 1))

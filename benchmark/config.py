@@ -176,10 +176,9 @@ def _md5_table(data: dict, where: str) -> None:
         return
     if data["dataset"] != "cifar10":
         raise NFBenchError(f"{where}: only for dataset cifar10, whose files torchvision checks by md5")
-    files = CIFAR10_FILES
     for name, digest in table.items():
-        if name not in files:
-            raise NFBenchError(f"{where}: {one_of(str(name), files, 'CIFAR-10 file')}")
+        if name not in CIFAR10_FILES:
+            raise NFBenchError(f"{where}: {one_of(str(name), CIFAR10_FILES, 'CIFAR-10 file')}")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{32}", digest):
             raise NFBenchError(f"{where}.{name}: must be 32 lowercase hex digits (an md5), got {digest!r}")
     data["md5"] = dict(table)

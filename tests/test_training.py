@@ -274,3 +274,13 @@ def test_adversarial_training_buys_robustness(mnist5k, standard):
     key = f"robust_acc@{MAIN_EPS:g}"
     assert metrics[key] >= standard[1][key] + 0.5
     assert metrics["clean_acc"] >= standard[1]["clean_acc"] - 0.03
+
+
+@pytest.mark.parametrize("threat, eps, expected", [
+    ("L2", 0.5, ("L2", 0.5)), ("Linf", None, ("Linf", 0.1)), ("Linf", 0.1, ("Linf", 0.1)),
+    ("Linf", 0.3, None), ("corruptions", None, None), (None, None, None),
+])
+def test_the_published_threat_is_measured_only_where_the_suite_attacks(threat, eps, expected):
+    from benchmark.attacks import published_threat
+
+    assert published_threat(threat, eps, 0.1) == expected

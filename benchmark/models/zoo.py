@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..attacks import published_threat
 from ..config import layers_for, resolve_device
 from ..errors import NFBenchError, one_of
 from ..frames import layer_point
@@ -309,7 +310,8 @@ def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
     ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
     points = dataclasses.replace(data, test=data.test.subset(ids))
     local = spec["source"] == "local"
-    l2_eps = [float(spec["eps"])] if spec.get("threat_model") == "L2" and "eps" in spec else []
+    threat = published_threat(spec.get("threat_model"), spec.get("eps"), float(attack["eps"]))
+    l2_eps = [threat[1]] if threat and threat[0] == "L2" else []
     result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])], l2_eps=l2_eps,
                                  attack_steps=attack["steps"], seed=params["data"]["seed"], attack_data=points)
     where = f"{params['data']['eval_points']} evaluation points"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
-from ..attacks import robust_key
+from ..attacks import published_threat, robust_key
 from ..errors import NFBenchError
 from ..frames import FrameResult
 from ..metrics import FrameStatistics, frame_statistics
@@ -28,10 +27,7 @@ def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, ac
     else:
         trained = list(spec.get("augmentations", []))
     threat = "Linf" if spec.get("recipe") == "adversarial" else spec.get("threat_model")
-    # robust accuracy under the model's own threat at its own ε (what RobustBench publishes), if measured
-    own_eps = float(spec.get("eps", eps))
-    own_key = {"Linf": robust_key("Linf", eps) if math.isclose(own_eps, eps) else None,
-               "L2": robust_key("L2", own_eps)}.get(spec.get("threat_model"))
+    own_threat = published_threat(spec.get("threat_model"), spec.get("eps"), eps)
     return {"id": model_id, "role": spec["role"], "eps": float(spec.get("eps", 0.0)), "source": spec["source"],
             "seed": spec.get("seed") if spec["source"] == "local" else None, "group": spec.get("group"),
             "threat_model": threat if spec["role"] == "adversarial" else None,
@@ -39,7 +35,7 @@ def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, ac
             "accuracy": {"clean_acc": acc.get("clean_acc"), "robust_acc": acc.get(robust_key("Linf", eps)),
                          "rotated_acc": acc.get("rotated_acc"), "translated_acc": acc.get("translated_acc"),
                          "n_test": acc.get("n_test"), "n_attacked": acc.get("n_attacked"),
-                         "own_threat_robust_acc": acc.get(own_key) if own_key else None},
+                         "own_threat_robust_acc": acc.get(robust_key(*own_threat)) if own_threat else None},
             "reference": dict(spec.get("reference") or {}), "augmentations": trained}
 
 
