@@ -39,6 +39,12 @@ def cmd_data(args) -> None:
     data.run(params, download=args.download)
 
 
+def cmd_sources(args) -> None:
+    from .stages import sources
+
+    sources.run(_params(args))
+
+
 def cmd_fetch(args) -> None:
     from .stages import fetch, suite_params
 
@@ -224,7 +230,7 @@ def cmd_models_list(args) -> None:
             if state == "present":
                 state = store.obtained(manifest)
             elif state == "stale":
-                state = f"stale: its source checkpoint changed (dvc repro -f fetch@{model_id} && dvc repro)"
+                state = "stale: its source checkpoint changed (dvc repro refetches it)"
             rows.append({"id": model_id, "source": spec.get("source", "local"),
                          "role": "generative" if generative else spec["role"],
                          "status": state, "sha256": manifest.get("sha256", "")[:16]})
@@ -275,23 +281,24 @@ def parser() -> argparse.ArgumentParser:
     sp = stage("data", cmd_data, "evaluation points of the suite's dataset (stage 1)")
     sp.add_argument("--download", action="store_true",
                     help="download a torchvision dataset (mnist, cifar10) into data.root first (needs network)")
+    stage("sources", cmd_sources, "download the models' missing source checkpoints and record their sha256 (stage 2)")
     sp = stage("fetch", cmd_fetch, "install a model: its published checkpoint, or train, download or import it "
-                                   "(stage 2)", tracked=True)
+                                   "(stage 3)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="params.yaml entries (an entry with seeds: all its models), model ids or autoencoders")
     sp.add_argument("--suite", help="fetch every model of this suite")
-    sp = stage("evaluate", cmd_evaluate, "clean and robust accuracy of the suite's models (stage 3)", tracked=True)
+    sp = stage("evaluate", cmd_evaluate, "clean and robust accuracy of the suite's models (stage 4)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID", help="model ids from params.yaml (default: all)")
-    sp = stage("frames", cmd_frames, "neural frames of the suite's models (stage 4)", tracked=True)
+    sp = stage("frames", cmd_frames, "neural frames of the suite's models (stage 5)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID", help="model ids from params.yaml (default: all)")
     sp.add_argument("--fallback", choices=["finite-difference"],
                     help="central finite differences instead of forward-mode AD (slower, approximate; "
                          "for operators without forward AD)")
-    stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 5)")
-    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 6)", tracked=True)
-    stage("report", cmd_report, "tables and figures under reports/ (stage 7)")
+    stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 6)")
+    stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 7)", tracked=True)
+    stage("report", cmd_report, "tables and figures under reports/ (stage 8)")
     sp = stage("leaderboard", cmd_leaderboard,
-               "suite entries and reports/leaderboard.md/html from the entries (stage 8); verify ID re-checks one")
+               "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
     sp.add_argument("--suite")
     sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
     sp = sp.add_subparsers(dest="what").add_parser("verify", help="recompute a submitted entry from its card; "

@@ -46,11 +46,11 @@ _ROBUSTBENCH_LAYOUTS = {
 
 def write_robustbench(models_root: Path, spec: dict, seed: int = 0) -> Path:
     """The model's real RobustBench architecture with random weights, saved where
-    `zoo.robustbench_path` looks, in the layout its real checkpoint has.  ImageNet checkpoints
+    `sources.robustbench_path` looks, in the layout its real checkpoint has.  ImageNet checkpoints
     hold the inner network's weights (RobustBench adds the `model.` prefix and normalization)."""
     import torch
 
-    from benchmark.models import zoo
+    from benchmark.models import sources
     from benchmark.models.robustbench_compat import zoo_entry
 
     torch.manual_seed(seed)
@@ -64,7 +64,7 @@ def write_robustbench(models_root: Path, spec: dict, seed: int = 0) -> Path:
         payload = {"module": lambda: {"state_dict": {f"module.{k}": v for k, v in state.items()}},
                    "plain": lambda: state, "no_norm": lambda: without_norm,
                    "last_best": lambda: {"last": without_norm, "best": without_norm}}[layout]()
-    path = zoo.robustbench_path(spec, models_root)
+    path = sources.robustbench_path(spec, models_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
     return path

@@ -62,6 +62,10 @@ def shrink(params: dict) -> None:
     params["perturbations"]["generative"]["count"] = TINY["generative"]
 
 
+def stages_run(log: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", log))
+
+
 def rehearse(root: Path, env: dict, suite: str, prepare) -> dict:
     ok(["nfbench", "suite", "use", suite], root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -74,8 +78,8 @@ def rehearse(root: Path, env: dict, suite: str, prepare) -> dict:
     start = time.perf_counter()
     log = ok(["dvc", "repro"], root, env)
     wall = time.perf_counter() - start
-    stages = set(re.findall(r"Running stage '([^']+)'", log))
-    expected = {"data", "evaluate", "frames", "metrics", "claims", "report", "leaderboard",
+    stages = stages_run(log)
+    expected = {"data", "sources", "evaluate", "frames", "metrics", "claims", "report", "leaderboard",
                 *(f"fetch@{m}" for m in params["models"]), *(f"fetch_generative@{g}" for g in params["generative"])}
     assert expected <= stages, sorted(expected - stages)
     times: dict[str, float] = {}
@@ -117,6 +121,8 @@ def test_robustbench_cifar10_rehearsal(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     from standins import write_cifar10, write_robustbench
 
+    from benchmark.storage import sha256_file
+
     root, env = checkout(tmp_path)
 
     def prepare(params):
@@ -130,6 +136,13 @@ def test_robustbench_cifar10_rehearsal(tmp_path, monkeypatch):
     assert_layerwise(root, params)
     accuracy = json.loads((root / "metrics" / "models.json").read_text())
     assert "robust_acc_l2@0.5" in accuracy["Engstrom2019Robustness-L2"]["accuracy"]
+
+    # a replaced source checkpoint refetches the model made from it, and only that one
+    replaced = write_robustbench(root / "models", params["models"]["Standard"], seed=99)
+    log = ok(["dvc", "repro", "fetch@Standard", "fetch@Carmon2019Unlabeled"], root, env)
+    assert stages_run(log) == {"sources", "fetch@Standard"}, log[-3000:]
+    manifest = json.loads((root / "models" / "Standard" / "manifest.json").read_text())
+    assert manifest["source_checkpoint"]["sha256"] == sha256_file(replaced)
     assert_embedded_comes_back(root, env)
 
 

@@ -1,5 +1,6 @@
 """The model zoo offline: RobustBench and torchvision checkpoints placed by hand, integrity checks, errors."""
 
+import json
 import os
 import re
 import shutil
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from benchmark.errors import NFBenchError
-from benchmark.models import store, zoo
+from benchmark.models import sources, store, zoo
 from benchmark.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +53,7 @@ def test_robustbench_without_pkg_resources_is_a_one_line_error_naming_the_fix(mo
 
 def test_a_robustbench_checkpoint_placed_at_its_path_loads_offline(tmp_path):
     reference = robustbench_architecture()                     # the real WRN-28-4, random weights
-    path = zoo.robustbench_path(RB_SPEC, tmp_path)
+    path = sources.robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
     net, info, arch = zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
@@ -84,13 +86,13 @@ def test_a_robustbench_download_prints_nothing_on_stdout(tmp_path, monkeypatch, 
                         lambda id, output: torch.save({"state_dict": reference.state_dict()}, output))
     net, info, _ = zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
     out, _err = capfd.readouterr()
-    assert out == "" and zoo.robustbench_path(RB_SPEC, tmp_path).is_file()
-    assert info["source_checkpoint"]["gdrive_id"]
+    assert out == "" and sources.robustbench_path(RB_SPEC, tmp_path).is_file()
+    assert info["source_checkpoint"]["url"].startswith("https://drive.google.com/uc?id=")
 
 
 def test_a_robustbench_checkpoint_with_code_in_it_is_refused_before_unpickling(tmp_path):
     marker = tmp_path / "code-ran"
-    path = zoo.robustbench_path(RB_SPEC, tmp_path)
+    path = sources.robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": {}, "extra": RunsCode(marker)}, path)
     with pytest.raises(NFBenchError, match="holds pickled objects other than tensors"):
@@ -166,7 +168,7 @@ def test_source_checkpoints_are_kept_where_the_caller_says_not_where_the_model_i
 
 
 def test_an_html_page_at_the_checkpoint_path_is_named_as_such(tmp_path):
-    path = zoo.robustbench_path(RB_SPEC, tmp_path)
+    path = sources.robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text("<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>")
     with pytest.raises(NFBenchError, match=r"model 'Ding2020MMA': .*Ding2020MMA\.pt is an HTML page .* not a "
@@ -177,7 +179,7 @@ def test_an_html_page_at_the_checkpoint_path_is_named_as_such(tmp_path):
 def test_a_hand_placed_robustbench_checkpoint_with_the_wrong_sha256_is_refused_and_stays_put(tmp_path):
     """Offline users put the file where nfbench looks; a pinned sha256 that does not match refuses
     it, but the file is theirs, so it is not renamed aside as a download would be."""
-    path = zoo.robustbench_path(RB_SPEC, tmp_path)
+    path = sources.robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": {}}, path)
     before = path.read_bytes()
@@ -204,6 +206,45 @@ def test_missing_checkpoint_without_network_fails_fast_naming_model_path_and_sou
     assert "models/robustbench/cifar10/Linf/Carmon2019Unlabeled.pt" in message
     assert "drive.google.com" in message
     assert not any((tmp_path / "models").rglob("*.pt")) and not any((tmp_path / "models").rglob("*.part"))
+
+
+@pytest.mark.slow
+def test_the_sources_stage_records_each_source_checkpoint_and_sees_it_replaced(tmp_path):
+    """What each fetch stage depends on: a replaced file changes its entry's record; a missing one
+    (offline) fails naming it, and the records already written stay as they were."""
+    shutil.copytree(ROOT / "suites", tmp_path / "suites")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    nfbench = [sys.executable, "-m", "benchmark.cli"]
+    subprocess.run([*nfbench, "suite", "use", "robustbench_cifar10"], cwd=tmp_path, check=True, env=env,
+                   capture_output=True)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["models"] = {"mma": RB_SPEC, "mma-again": {**RB_SPEC, "eps": 4 / 255}}    # one file, two entries
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    path = sources.robustbench_path(RB_SPEC, tmp_path / "models")
+    path.parent.mkdir(parents=True)
+    torch.save({"state_dict": robustbench_architecture().state_dict()}, path)
+
+    def recorded():
+        subprocess.run([*nfbench, "sources"], cwd=tmp_path, check=True, env=env, capture_output=True)
+        return {p.name: json.loads(p.read_text()) for p in (tmp_path / "models" / ".sources").iterdir()}
+
+    first = recorded()
+    assert first["mma.json"] == {"mma": {"source": "robustbench", "path": str(path.relative_to(tmp_path)),
+                                  "sha256": sha256_file(path)}}
+    assert first["vae-cifar10.json"] == {"vae-cifar10": {"source": "local"}}
+    assert recorded() == first                                    # unchanged file: the same records
+    torch.save({"state_dict": robustbench_architecture().state_dict() | {"fc.bias": torch.ones(10)}}, path)
+    second = recorded()
+    assert second["mma.json"]["mma"]["sha256"] == second["mma-again.json"]["mma-again"]["sha256"] == sha256_file(path)
+    assert second["mma.json"] != first["mma.json"] and second["vae-cifar10.json"] == first["vae-cifar10.json"]
+
+    params["models"]["other"] = {**RB_SPEC, "name": "Carmon2019Unlabeled"}    # not on disk, no network
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed = subprocess.run([*nfbench, "sources"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 2 and "model 'other'" in failed.stderr.strip().splitlines()[-1]
+    assert "Carmon2019Unlabeled.pt" in failed.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in (tmp_path / "models" / ".sources").iterdir()) == sorted(second)
 
 
 def test_torchvision_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch):

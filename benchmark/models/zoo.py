@@ -23,8 +23,6 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
-import io
-import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,12 +35,13 @@ from ..attacks import published_threat
 from ..config import layers_for, resolve_device
 from ..errors import NFBenchError, one_of
 from ..frames import layer_point
-from ..storage import network_timeout, sha256_file
+from ..storage import network_timeout
 from ..vocab import DATASET_DIMS
 from . import store
 from .layouts import declare_block_outputs
 from .recipes import architecture
-from .store import MODELS_DIR, download, is_html_page, model_dir, read_manifest, verify_sha256
+from . import sources
+from .store import MODELS_DIR, is_html_page, model_dir, read_manifest, verify_sha256
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -289,7 +288,7 @@ def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS
 
 def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict]:
     """Download or import a non-local model and verify it: (network, source record, architecture record).
-    `root` holds downloaded RobustBench checkpoints, `<root>/robustbench/…` (`robustbench_path`)."""
+    `root` holds downloaded RobustBench checkpoints, `<root>/robustbench/…` (`sources.robustbench_path`)."""
     return {"robustbench": _acquire_robustbench, "torchvision": _acquire_torchvision,
             "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
 
@@ -320,60 +319,26 @@ def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
     return result
 
 
-def robustbench_path(spec: Mapping, root: Path = MODELS_DIR) -> Path:
-    return Path(root) / "robustbench" / spec["dataset"] / spec["threat_model"] / f"{spec['name']}.pt"
-
-
 def _acquire_robustbench(spec: Mapping, root: Path, what: str):
-    from .robustbench_compat import import_robustbench, zoo_entry
+    from .robustbench_compat import import_robustbench
 
-    entry = zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])
-    gdrive_id = entry.get("gdrive_id")
-    if not isinstance(gdrive_id, str):
-        raise NFBenchError(f"{what}: RobustBench has no single downloadable checkpoint for {spec['name']} "
-                           f"(ensemble or built from timm/torchvision weights); use source torchvision or file")
-    path = robustbench_path(spec, root)
-    downloaded = not path.is_file()       # else placed by the user (offline): refused, never moved
-    if downloaded:
-        robustbench = import_robustbench()
-        def fetcher(dest: str) -> None:   # RobustBench print()s each download: keep nfbench's stdout clean
-            with contextlib.redirect_stdout(io.StringIO()):
-                robustbench.utils.download_gdrive_new(gdrive_id, dest)
-
-        download(f"https://drive.google.com/uc?id={gdrive_id}", path, f"{what} (RobustBench {spec['name']})",
-                 fetcher=fetcher)
-    if "sha256" in spec:
-        verify_sha256(path, spec["sha256"], what, keep_aside=downloaded)
-    safe_torch_load(path, what)            # refuse pickled code before robustbench unpickles it
-    robustbench = import_robustbench()
-    net = robustbench.utils.load_model(spec["name"], model_dir=str(Path(root) / "robustbench"),
-                                       dataset=spec["dataset"], threat_model=spec["threat_model"])
-    info = {"source_checkpoint": {"path": str(path), "sha256": sha256_file(path), "gdrive_id": gdrive_id}}
+    source = sources.source_file(spec, root, what)
+    sha = sources.obtain(source, what)
+    safe_torch_load(source.path, what)     # refuse pickled code before robustbench unpickles it
+    net = import_robustbench().utils.load_model(spec["name"], model_dir=str(Path(root) / "robustbench"),
+                                                dataset=spec["dataset"], threat_model=spec["threat_model"])
+    info = {"source_checkpoint": {"path": str(source.path), "sha256": sha, "url": source.url}}
     return net.eval(), info, {"name": spec["name"]}
 
 
 def _acquire_torchvision(spec: Mapping, root: Path, what: str):
-    import torchvision
-
-    try:
-        weights = torchvision.models.get_model_weights(spec["arch"])[spec["weights"]]
-    except (ValueError, KeyError) as exc:
-        raise NFBenchError(f"{what}: torchvision has no weights {spec['arch']}/{spec['weights']} ({exc})") from exc
-    hub = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    downloaded = not hub.is_file()        # else torch.hub's cache, or placed by the user: never moved
-    if downloaded:
-        download(weights.url, hub, f"{what} (torchvision {spec['arch']} {spec['weights']})")
-    if "sha256" in spec:
-        verify_sha256(hub, spec["sha256"], what, keep_aside=downloaded)
-    else:   # torchvision names its files <arch>-<first hex digits of the sha256>.pth
-        prefix = re.search(r"-([0-9a-f]{6,})\.", hub.name)
-        if prefix:
-            verify_sha256(hub, prefix.group(1), what, prefix_only=True, keep_aside=downloaded)
-    state = load_state_file(hub, what)
-    net = build_architecture(spec, {"kwargs": {"num_classes": len(weights.meta["categories"])}})
-    _load_into(net, state, what)
-    info = {"source_checkpoint": {"path": str(hub), "sha256": sha256_file(hub), "url": weights.url}}
-    return net, info, {"name": spec["arch"], "kwargs": {"num_classes": len(weights.meta["categories"])}}
+    source = sources.source_file(spec, root, what)
+    sha = sources.obtain(source, what)
+    state = load_state_file(source.path, what)
+    classes = len(sources.torchvision_weights(spec, what).meta["categories"])
+    net = _load_into(build_architecture(spec, {"kwargs": {"num_classes": classes}}), state, what)
+    info = {"source_checkpoint": {"path": str(source.path), "sha256": sha, "url": source.url}}
+    return net, info, {"name": spec["arch"], "kwargs": {"num_classes": classes}}
 
 
 @contextlib.contextmanager
@@ -425,18 +390,12 @@ def _acquire_file(spec: Mapping, root: Path, what: str):
         entry_point(spec["entry_point"])                  # fail on a bad entry point before any download
     except NFBenchError as exc:
         raise NFBenchError(f"{field('entry_point')}: {exc}") from exc
-    path = Path(spec["checkpoint"])
-    downloaded = not path.is_file()
-    if downloaded:
-        if "url" not in spec:
-            raise NFBenchError(f"{field('checkpoint')}: {path} does not exist "
-                               f"(and no url is given to download it from)")
-        download(spec["url"], path, field("url"))
-    verify_sha256(path, spec["sha256"], field("sha256"), keep_aside=downloaded)
-    state = load_state_file(path, field("checkpoint"))
+    source = sources.source_file(spec, root, what)
+    sha = sources.obtain(source, what)
+    state = load_state_file(source.path, field("checkpoint"))
     net = _load_into(build_architecture(spec, {}), state, field("checkpoint"))
-    info = {"source_checkpoint": {"path": str(path), "sha256": spec["sha256"],
-                                  **({"url": spec["url"]} if "url" in spec else {})}}
+    info = {"source_checkpoint": {"path": str(source.path), "sha256": sha,
+                                  **({"url": source.url} if source.url else {})}}
     return net, info, {"name": spec["entry_point"]}
 
 

@@ -1,7 +1,7 @@
 """Pipeline stages: thin shells that read files, call the math, write files.
 
-One module per DVC stage and `nfbench` subcommand:  data → fetch → evaluate, frames → metrics →
-claims → report, and leaderboard.  Stages talk only through the files below (DVC tracks them),
+One module per DVC stage and `nfbench` subcommand:  data, sources → fetch → evaluate, frames →
+metrics → claims → report, and leaderboard.  Stages talk only through the files below (DVC tracks them),
 read with the helpers here; MLflow mirrors them.
 """
 
