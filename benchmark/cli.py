@@ -92,7 +92,8 @@ def cmd_claims(args) -> None:
 def cmd_report(args) -> None:
     from .stages import report
 
-    report.run(_params(args))
+    params = _params(args)
+    report.run(params, track=_tracked(params, args))
 
 
 def cmd_submit(args) -> None:
@@ -296,7 +297,7 @@ def parser() -> argparse.ArgumentParser:
                          "for operators without forward AD)")
     stage("metrics", cmd_metrics, "per-point statistics of all frames (stage 6)")
     stage("claims", cmd_claims, "evaluate the claims in tasks/ (stage 7)", tracked=True)
-    stage("report", cmd_report, "tables and figures under reports/ (stage 8)")
+    stage("report", cmd_report, "tables and figures under reports/ (stage 8)", tracked=True)
     sp = stage("leaderboard", cmd_leaderboard,
                "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
     sp.add_argument("--suite")

@@ -6,18 +6,24 @@ MLflow runs read back, `dvc exp run -S` on one entry, and a run killed during `f
 to byte-identical results.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from benchmark.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -152,3 +158,91 @@ def test_pipeline_end_to_end(project):
     assert "std-s7" in (workspace / "metrics" / "models.json").read_text()        # retrained, new seeds
     assert up_to_date(ok(["dvc", "status"], project))                            # the checkout is untouched
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path):
+    """A real `mlflow server` on 127.0.0.1 with a SQLite backend and artifact store under `root`."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    start = time.monotonic()
+    server = subprocess.Popen([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+                               "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                              cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"),
+                              start_new_session=True)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() - start < 120, (root / "server.log").read_text()[-3000:]
+                time.sleep(0.5)
+        print(f"\nmlflow server answered after {time.monotonic() - start:.1f} s")
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def rest(uri: str, endpoint: str, body: dict | None = None, **query) -> dict:
+    """One call of the MLflow REST API (GET with a query, or POST with a JSON body)."""
+    url = f"{uri}/api/2.0/mlflow/{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_stages_log_to_a_real_mlflow_server(project, tmp_path):
+    """frames, claims and report of the tiny suite against `mlflow server`, read back over REST: the
+    experiment's kind, runs spanning the stage's work, per-layer series, the points as dataset input,
+    the report on the claims run, and a FAILED run carrying its error."""
+    with mlflow_server(tmp_path) as uri:
+        env = {"MLFLOW_TRACKING_URI": uri}
+        began = time.time() * 1000
+        ok(["nfbench", "frames", "std-s0"], project, env)
+        ok(["nfbench", "claims"], project, env)
+        ok(["nfbench", "report"], project, env)
+        ended = time.time() * 1000
+        (project / "models" / "adv").rename(project / "models" / "adv.aside")
+        try:
+            failed = run(["nfbench", "frames", "adv"], project, env=env)
+        finally:
+            (project / "models" / "adv.aside").rename(project / "models" / "adv")
+        assert failed.returncode == 2
+
+        experiment = rest(uri, "experiments/get-by-name", experiment_name="nfbench-tiny")["experiment"]
+        assert {t["key"]: t["value"] for t in experiment["tags"]}["mlflow.experimentKind"] == "custom_model_development"
+        runs = rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+        by_name = {r["info"]["run_name"]: r for r in runs}
+        assert sorted(by_name) == ["adv:frames", "std-s0:frames", "suite:claims"]
+
+        frames = by_name["std-s0:frames"]
+        info = frames["info"]
+        assert info["status"] == "FINISHED" and began <= int(info["start_time"]) < int(info["end_time"]) <= ended
+        tags = {t["key"]: t["value"] for t in frames["data"]["tags"]}
+        layers = tags["nfbench.layers"].split(",")
+        history = rest(uri, "metrics/get-history", run_id=info["run_id"], metric_key="sensitivity.noise")["metrics"]
+        assert sorted(m["step"] for m in history) == list(range(len(layers)))
+        (dataset,) = [d["dataset"] for d in frames["inputs"]["dataset_inputs"]]
+        assert dataset["digest"] == sha256_file(project / "data" / "points.safetensors")[:16]
+        assert dataset["name"] == "mnist5k 12 evaluation points"
+
+        claims = by_name["suite:claims"]["info"]
+        listed = rest(uri, "artifacts/list", run_id=claims["run_id"])["files"]
+        assert {f["path"] for f in listed} >= {"claims.json", "claims.md", "claims.tex", "layers.md", "figures"}
+        figures = rest(uri, "artifacts/list", run_id=claims["run_id"], path="figures")["files"]
+        assert {Path(f["path"]).name for f in figures} >= {"sensitivity_noise.png", "rank.png"}
+
+        adv = by_name["adv:frames"]
+        assert adv["info"]["status"] == "FAILED"
+        error = {t["key"]: t["value"] for t in adv["data"]["tags"]}["nfbench.error"]
+        assert error == failed.stderr.strip().splitlines()[-1].removeprefix("nfbench: error: ") and "'adv'" in error

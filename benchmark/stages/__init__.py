@@ -24,6 +24,7 @@ PLOTS = Path("metrics/plots")                     # CSV series for `dvc plots`
 TASKS = Path("tasks")
 REPORTS = Path("reports")
 CLAIMS = REPORTS / "claims.json"
+CLAIMS_TAG = "nfbench.claims_sha256"              # MLflow tag of the claims run; the report stage adds to it
 REFERENCE = REPORTS / "reference"                 # <suite>/claims.json: each suite's committed reference
 SUBMISSIONS = Path("submissions")                 # <id>.yaml: model cards (SUBMITTING.md)
 SUBMITTED_MODELS = MODELS / "submissions"         # <id>/: submitted models, fetched like the suite's

@@ -15,6 +15,7 @@ from ..config import resolve_device
 from ..errors import NFBenchError
 from ..models import store
 from ..storage import read_json, sha256_json, write_json
+from ..tracking import dataset, numbers, stage_run
 from . import MODEL_METRICS, announce, model_root, model_spec
 
 
@@ -42,7 +43,8 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = Tr
     records = read_json(MODEL_METRICS) if model_ids and MODEL_METRICS.is_file() else {}
     for i, model_id in enumerate(ids, 1):
         spec = params["models"][model_id]
-        with announce(f"evaluate {i}/{len(ids)} {model_id}") as info:
+        with (announce(f"evaluate {i}/{len(ids)} {model_id}") as info,
+              stage_run(params, model=model_id, stage="evaluate", enabled=track) as run):
             accuracy = model_accuracy(params, model_id, spec, data=data)
             manifest = store.read_manifest(model_id, model_root(spec))
             record = records[model_id] = {**store.manifest_summary(manifest), "accuracy": accuracy}
@@ -50,13 +52,12 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = Tr
             info["did"] = (f"clean {accuracy['clean_acc']:.1%}, PGD@{eps:g} {accuracy[robust_key('Linf', eps)]:.1%}"
                            + "".join(f", {k.removeprefix('robust_acc_')} {v:.1%}" for k, v in own.items())
                            + f" on the {accuracy['evaluated_on']} ({accuracy['device']})")
-            if track:
-                from ..tracking import log_run, numbers
-
-                log_run(params, model=model_id, stage="evaluate",
-                        run_params={"source": spec["source"], "role": manifest["role"],
-                                    "obtained": store.obtained(manifest), "sha256": manifest["sha256"],
-                                    "data_hash": data.content_hash, "spec_hash": sha256_json(spec),
-                                    **{f"spec.{k}": v for k, v in spec.items()}},
-                        metrics=numbers(record), artifacts=[model_root(spec) / model_id / store.MANIFEST])
+            run.params.update({"source": spec["source"], "role": manifest["role"],
+                               "obtained": store.obtained(manifest), "sha256": manifest["sha256"],
+                               "data_hash": data.content_hash, "spec_hash": sha256_json(spec),
+                               **{f"spec.{k}": v for k, v in spec.items()}})
+            run.metrics.update(numbers(record))
+            run.artifacts.append(model_root(spec) / model_id / store.MANIFEST)
+            run.dataset = dataset(data.name, data.content_hash, {"dataset": data.name, "content_hash": data.content_hash},
+                                  evaluated_on=accuracy["evaluated_on"], attacked_on=accuracy["attacked_on"])
     write_json(MODEL_METRICS, {m: records[m] for m in sorted(records)})

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from ..errors import NFBenchError, one_of
 from ..models import Wanted, fetch, store
 from ..storage import sha256_json
+from ..tracking import Record, log_failure, log_run, now_ms, numbers
 from . import MODELS, announce, model_root, model_spec
 
 
@@ -37,15 +38,20 @@ def wanted(params: Mapping, ids: list[str]) -> list[Wanted]:
 def run(params: Mapping, ids: list[str], *, track: bool = True) -> None:
     items = wanted(params, ids)
     with announce(f"fetch {' '.join(ids)}") as info:
-        start = time.perf_counter()
-        counts: dict[str, int] = {}
-        for w, manifest, why_not in fetch(items, params):
-            how = store.obtained(manifest)
-            counts[how] = counts.get(how, 0) + 1
-            print(f"[fetch {w.id}] {_did(w.spec, manifest, how, why_not)} "
-                  f"({time.perf_counter() - start:.1f} s) -> {w.root / w.id}", file=sys.stderr)
-            if track and how != "published":
-                _log(params, w, manifest)
+        start, begun = time.perf_counter(), now_ms()   # a model's run spans from the stage's start:
+        counts: dict[str, int] = {}                     # the models to train are trained in parallel
+        try:
+            for w, manifest, why_not in fetch(items, params):
+                how = store.obtained(manifest)
+                counts[how] = counts.get(how, 0) + 1
+                print(f"[fetch {w.id}] {_did(w.spec, manifest, how, why_not)} "
+                      f"({time.perf_counter() - start:.1f} s) -> {w.root / w.id}", file=sys.stderr)
+                if track and how != "published":
+                    _log(params, w, manifest, begun)
+        except Exception as exc:
+            if track:
+                log_failure(params, model=" ".join(ids), stage="fetch", start=begun, error=exc)
+            raise
         info["did"] = f"{len(items)} models (" + ", ".join(f"{n} {how}" for how, n in sorted(counts.items())) + ")"
         info["out"] = f"{MODELS}/"
 
@@ -61,14 +67,10 @@ def _did(spec: Mapping, manifest: Mapping, how: str, why_not: str) -> str:
     return f"{spec['source']} {manifest['role']} model, sha256 {sha}"
 
 
-def _log(params: Mapping, w: Wanted, manifest: Mapping) -> None:
-    from ..tracking import log_run, numbers
-
-    log_run(params, model=w.id, stage="fetch",
-            run_params={"source": w.spec["source"], "role": manifest["role"],
-                        **{f"spec.{k}": v for k, v in w.spec.items()}, "data_hash": manifest["data_hash"],
-                        "sha256": manifest["sha256"], "spec_hash": sha256_json(w.spec)},
-            metrics=numbers({"training": manifest.get("training") or {}}),
-            artifacts=[w.root / w.id / store.MANIFEST])
+def _log(params: Mapping, w: Wanted, manifest: Mapping, start: int) -> None:
+    log_run(params, model=w.id, stage="fetch", start=start, record=Record(
+        params={"source": w.spec["source"], "role": manifest["role"], **{f"spec.{k}": v for k, v in w.spec.items()},
+                "data_hash": manifest["data_hash"], "sha256": manifest["sha256"], "spec_hash": sha256_json(w.spec)},
+        metrics=numbers({"training": manifest.get("training") or {}}), artifacts=[w.root / w.id / store.MANIFEST]))
 
 

@@ -17,6 +17,7 @@ from ..config import layers_for, resolve_device
 from ..errors import NFBenchError
 from ..frames import FrameResult, compute_frames
 from ..storage import code_version, sha256_json, write_text
+from ..tracking import Record, points_dataset, stage_run
 from . import FRAMES, PLOTS, POINTS, announce, load_points, model_root, model_spec
 
 
@@ -74,7 +75,8 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
         info["did"] = f"frame of {at[2].vectors.shape[1]} vectors at {len(at[1])} points"
     for i, model_id in enumerate(ids, 1):
         spec = params["models"][model_id]
-        with announce(f"frames {i}/{len(ids)} {model_id}") as info:
+        with (announce(f"frames {i}/{len(ids)} {model_id}") as info,
+              stage_run(params, model=model_id, stage="frames", enabled=track) as record):
             result = model_frames(params, model_id, spec, method=method, at=at)
             path = FRAMES / f"{model_id}.safetensors"
             result.save(path)
@@ -83,8 +85,7 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
             info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
                            f"{len(result.layers)} layers ({result.provenance['method']}, {result.provenance['device']})")
             info["out"] = str(path)
-            if track:
-                _log(params, model_id, spec, result, series)
+            _record(record, spec, result, series)
 
 
 def layer_series(result) -> dict[str, list[float]]:
@@ -105,14 +106,12 @@ def write_plot(path, result, series: Mapping[str, list[float]]) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-def _log(params: Mapping, model_id: str, spec: Mapping, result, series: Mapping[str, list[float]]) -> None:
+def _record(record: Record, spec: Mapping, result, series: Mapping[str, list[float]]) -> None:
     """Per-layer family sensitivities and effective rank (mean over points), step = layer index."""
-    from ..tracking import log_run
-
-    log_run(params, model=model_id, stage="frames",
-            run_params={"source": spec["source"], "role": spec["role"], "layers": ",".join(result.layers),
-                        "perturbation_hash": result.provenance["perturbation_hash"],
-                        "data_hash": result.provenance["data_hash"], "method": result.provenance["method"],
-                        "vectors": len(result.labels), "points": int(result.point_ids.numel())},
-            layer_metrics={(k if k == "effective_rank" else f"sensitivity.{k}"): v for k, v in series.items()},
-            tags={"nfbench.layers": ",".join(result.layers)})
+    record.params.update({"source": spec["source"], "role": spec["role"], "layers": ",".join(result.layers),
+                          "perturbation_hash": result.provenance["perturbation_hash"],
+                          "data_hash": result.provenance["data_hash"], "method": result.provenance["method"],
+                          "vectors": len(result.labels), "points": int(result.point_ids.numel())})
+    record.layer_metrics.update({(k if k == "effective_rank" else f"sensitivity.{k}"): v for k, v in series.items()})
+    record.tags["nfbench.layers"] = ",".join(result.layers)
+    record.dataset = points_dataset(POINTS)
