@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # seeds of a replication: as many as the suite's models use (14), none of theirs (0-13)
 SEEDS  ?= 100 101 102 103 104 105 106 107 108 109 110 111 112 113
 
-.PHONY: install test test-fast rehearsal repro bench check replicate clean
+.PHONY: install lint test test-fast rehearsal repro bench check replicate clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+lint: install
+	$(BIN)/ruff check benchmark tests
 
 test: install
 	$(BIN)/python -m pytest -q -m "not rehearsal"

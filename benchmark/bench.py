@@ -65,7 +65,8 @@ def _sync(device: str) -> None:
 
 def _autograd_grams(model: nn.Module, x: torch.Tensor, v: torch.Tensor, layers: str) -> list[torch.Tensor]:
     """The textbook alternative: autograd.functional.jvp on the B·k inputs, the same layers captured."""
-    points = dict.fromkeys((l.module, l.at) for l in resolve_layers(model, x, layers) if l.name not in (INPUT, LOGITS))
+    points = dict.fromkeys((layer.module, layer.at) for layer in resolve_layers(model, x, layers)
+                           if layer.name not in (INPUT, LOGITS))
     modules = dict(model.named_modules())
     B, k = v.shape[:2]
     xs = x.unsqueeze(1).expand_as(v).reshape(B * k, *x.shape[1:])
@@ -173,7 +174,7 @@ class _RssSampler:
             self.peak = max(self.peak, self._rss())
             time.sleep(0.001)
 
-    def __enter__(self) -> "_RssSampler":
+    def __enter__(self) -> _RssSampler:
         self.base = self.peak = self._rss()
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
@@ -208,7 +209,8 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         times, fd_error = time_methods(case, repeats)
         mem = {m: peak_memory_mb(case, m) for m in METHODS} if memory else {}
         for m in METHODS:
-            rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": case.layers, "B×k": f"{case.points}×{case.vectors}",
+            rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": case.layers,
+                         "B×k": f"{case.points}×{case.vectors}",
                          "method": m, "seconds": float(f"{times[m]:.3g}"),
                          "× plain": round(times[m] / times["plain"], 2),
                          "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",

@@ -27,10 +27,10 @@ matched pair, and pairing removes what the seed alone contributes to their diffe
 within strata when a group holds several seeds of each of several recipes (the adversarial
 models of each ε): the design fixes how many models each ε has, so a replicate keeps that, and
 the spread between the ε levels, which no retraining changes, does not widen the interval.  The
-statistic is recomputed on every replicate; the interval is the percentile interval.  Replicate 0 is the data themselves (all
-points once, every model once): its value is the reported point estimate.  The random stream
-of each (task, measure, subject) is seeded from `seed` and that name alone, so the same inputs
-give the same table and adding a task does not change the others.
+statistic is recomputed on every replicate; the interval is the percentile interval.  Replicate 0
+is the data themselves (all points once, every model once): its value is the reported point
+estimate.  The random stream of each (task, measure, subject) is seeded from `seed` and that
+name alone, so the same inputs give the same table and adding a task does not change the others.
 
 Verdicts (`expected: {direction, threshold, margin}`): the boundary is threshold − margin
 (`below`, `at_least`) or threshold + margin (`above`, `at_most`).  `supported` when the whole
@@ -57,7 +57,7 @@ import numpy as np
 
 from .config import read_yaml
 from .errors import NFBenchError, one_of
-from .metrics import FrameStatistics
+from .metrics import FrameStatistics, nanmean
 from .vocab import FAMILIES, ROLES, TRANSFORMS
 
 __all__ = ["Task", "Measure", "STATISTICS", "load_tasks", "load_task", "evaluate", "verdict", "expected_text"]
@@ -233,7 +233,7 @@ def _compare(raw, design: str, where: str) -> dict:
     return out
 
 
-def _perturbation(raw, stat: "Statistic", where: str) -> dict | None:
+def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -262,7 +262,7 @@ def _perturbation(raw, stat: "Statistic", where: str) -> dict | None:
     return out
 
 
-def _layers(raw, stat: "Statistic", where: str) -> list | None:
+def _layers(raw, stat: Statistic, where: str) -> list | None:
     if raw is None:
         return None
     items = raw if isinstance(raw, list) else [raw]
@@ -363,13 +363,6 @@ def _bootstrap(raw, where: str) -> dict:
 # Bootstrap machinery
 
 
-def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
-    ok = ~np.isnan(a)
-    n = ok.sum(axis)
-    s = np.where(ok, a, 0.0).sum(axis)
-    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
-
-
 def _log(a: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(a, _TINY))
 
@@ -387,7 +380,7 @@ def _point_aggregate(x: np.ndarray, counts: np.ndarray, how: str) -> np.ndarray:
 def _model_aggregate(a: np.ndarray, idx: np.ndarray, how: str) -> np.ndarray:
     """a [n, R, S] per-model aggregates, idx [R, n] drawn models -> [R, S] over the drawn models."""
     drawn = a[idx.T, np.arange(a.shape[1])[None, :]]                    # [n, R, S]
-    return np.exp(_nanmean(_log(drawn), 0)) if how == "geomean" else _nanmean(drawn, 0)
+    return np.exp(nanmean(_log(drawn), 0)) if how == "geomean" else nanmean(drawn, 0)
 
 
 class _Draws:
@@ -481,7 +474,8 @@ class _Context:
             if label not in st.labels:
                 raise _NotRun(f"label {label!r} is not in the frames of {model_id}")
         if kind == "labels":                # pooled: per point, the geometric mean over the labels
-            logs = np.stack([np.log(np.maximum(np.asarray(st.label(l), dtype=np.float64), _TINY)) for l in name])
+            logs = np.stack([np.log(np.maximum(np.asarray(st.label(label), dtype=np.float64), _TINY))
+                             for label in name])
             return np.exp(logs.mean(0))
         if kind == "family":
             v = st.family(name)
@@ -679,7 +673,7 @@ def _statistic(name: str, design: str, *, perturbation: str, layers: str, refere
 def _layer_rows(ctx: _Context, slots: list[_Slot], values: np.ndarray) -> list[tuple[str, np.ndarray]]:
     rows = [(f"{ctx.label} @ {s.name}", values[:, i]) for i, s in enumerate(slots)]
     if ctx.measure.aggregate["overall"] == "geomean" and len(slots) > 1:
-        rows.append((f"{ctx.label} @ all selected layers (geometric mean)", np.exp(_nanmean(_log(values), 1))))
+        rows.append((f"{ctx.label} @ all selected layers (geometric mean)", np.exp(nanmean(_log(values), 1))))
     return rows
 
 
@@ -727,7 +721,7 @@ def gap_gain(ctx: _Context):
     if any(s.name == "logits" for s in early):
         raise _NotRun("the early layers must not include the logits")
     g = _gap(ctx, early + ends)
-    return [(f"{ctx.label} @ logits − {early[0].name}…{early[-1].name}", g[:, -1] - _nanmean(g[:, :-1], 1))]
+    return [(f"{ctx.label} @ logits − {early[0].name}…{early[-1].name}", g[:, -1] - nanmean(g[:, :-1], 1))]
 
 
 @_statistic("gap_mean_depth", TWO_GROUP, perturbation="required", layers="all-only", reference="optional")
@@ -972,9 +966,10 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
         return [("trained augmentations", f"the {treatment} models record no trained augmentations "
                                           f"(meta.augmentations)")]
     order = {label: i for i, label in enumerate(TRANSFORMS)}
-    ordered = sorted(trained, key=lambda l: (order.get(l, len(order)), l))
+    ordered = sorted(trained, key=lambda aug: (order.get(aug, len(order)), aug))
     if pooled:                 # the labels every treatment model was trained with, as one subject
-        common = [l for l in ordered if all(l in (stats[m].meta.get("augmentations") or []) for m in groups["treatment"])]
+        common = [aug for aug in ordered
+                  if all(aug in (stats[m].meta.get("augmentations") or []) for m in groups["treatment"])]
         if not common:
             return [("trained augmentations", f"the {treatment} models share no trained augmentation to pool")]
         return [("+".join(common) + vs, groups)]

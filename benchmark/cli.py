@@ -46,7 +46,8 @@ def cmd_sources(args) -> None:
 
 
 def cmd_fetch(args) -> None:
-    from .stages import fetch, suite_params
+    from .pipeline import suite_params
+    from .stages import fetch
 
     params = suite_params(_params(args), args.suite)
     if args.models and args.suite:
@@ -97,13 +98,15 @@ def cmd_report(args) -> None:
 
 
 def cmd_submit(args) -> None:
-    from .stages import leaderboard, suite_params
+    from .pipeline import suite_params
+    from .stages import leaderboard
 
     leaderboard.submit(suite_params(_params(args), args.suite), args.card, replace=args.replace)
 
 
 def cmd_leaderboard(args) -> None:
-    from .stages import leaderboard, suite_params
+    from .pipeline import suite_params
+    from .stages import leaderboard
 
     leaderboard.run(suite_params(_params(args), args.suite), sort=args.sort)
 
@@ -111,7 +114,8 @@ def cmd_leaderboard(args) -> None:
 def cmd_leaderboard_verify(args) -> None:
     from tabulate import tabulate
 
-    from .stages import leaderboard, suite_params
+    from .pipeline import suite_params
+    from .stages import leaderboard
 
     path, ok, rows = leaderboard.verify(suite_params(_params(args), args.suite), args.model)
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".10g", missingval="—"))
@@ -123,14 +127,14 @@ def cmd_leaderboard_verify(args) -> None:
 
 def _reference(args, params) -> Path:
     """The reference claims: --reference DIR, else the suite's own, reports/reference/<suite>/."""
-    from .stages import REFERENCE
+    from .pipeline import REFERENCE
 
     return (Path(args.reference) if args.reference else REFERENCE / params["suite"]) / "claims.json"
 
 
 def cmd_check(args) -> None:
+    from .pipeline import CLAIMS
     from .regression import compare, summary
-    from .stages import CLAIMS
     from .storage import read_json
 
     reference = _reference(args, _params(args))
@@ -183,7 +187,8 @@ def cmd_replicate(args) -> None:
     params = _params(args)
     reference = _reference(args, params)
     if not reference.is_file():
-        raise NFBenchError(f"no reference at {reference} to replicate (make it with `dvc repro && nfbench check --update`)")
+        raise NFBenchError(f"no reference at {reference} to replicate "
+                           f"(make it with `dvc repro && nfbench check --update`)")
     ok, rows, workspace = replicate.run(params, args.seeds, reference)
     report = check_report(rows, "replicate", workspace / "reports" / "claims.json", reference)
     from .storage import write_text
@@ -200,7 +205,7 @@ def cmd_replicate(args) -> None:
 
 def cmd_publish(args) -> None:
     from .models.published import publish
-    from .stages import MODELS
+    from .pipeline import MODELS
 
     params = _params(args)
     ids = args.models or [m for group in ("generative", "models") for m, spec in params[group].items()
@@ -220,7 +225,7 @@ def cmd_models_list(args) -> None:
     from tabulate import tabulate
 
     from .models import store
-    from .stages import model_root, suite_params
+    from .pipeline import model_root, suite_params
 
     params = suite_params(_params(args), args.suite)
     rows = []
@@ -359,7 +364,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")   # torchvision/robustbench import noise
+    # torchvision/robustbench import noise
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated")
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -290,10 +290,11 @@ def _group_published(value: Any, where: str) -> dict:
 
 def validate_model(model_id: Any, spec: Any, where: str, generative: bool = False) -> dict:
     """One model entry: role, source and the source's own fields (a local recipe, a RobustBench name, …)."""
-    from .models.recipes import validate_recipe, validate_vae
+    from .recipes import validate_recipe, validate_vae
 
     if not isinstance(model_id, str) or not MODEL_ID.match(model_id):
-        raise NFBenchError(f"{where}: model ids may use letters, digits, '_' and '-' (ids are DVC parameter keys; got {model_id!r})")
+        raise NFBenchError(f"{where}: model ids may use letters, digits, '_' and '-' "
+                           f"(ids are DVC parameter keys; got {model_id!r})")
     if not isinstance(spec, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with role and source")
     spec = dict(spec)

@@ -80,7 +80,7 @@ class Split:
             return torch.empty(0, 0, 0, 0, dtype=torch.float32)
         return torch.stack(out).float()
 
-    def subset(self, indices: torch.Tensor) -> "Split":
+    def subset(self, indices: torch.Tensor) -> Split:
         """The split restricted to `indices` (in that order)."""
         indices = _as_index(indices, len(self))
         if self.pixels is not None:

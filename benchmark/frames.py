@@ -91,7 +91,7 @@ class FrameResult:
         write_bytes(path, self.to_bytes())
 
     @classmethod
-    def load(cls, path) -> "FrameResult":
+    def load(cls, path) -> FrameResult:
         from .storage import tensors_from_file
 
         tensors, meta = tensors_from_file(path, "frame file")
@@ -167,13 +167,13 @@ class _Observer:
     """
 
     def __init__(self, model: nn.Module, layers: list[_Layer]):
-        self.slots = {(l.module, l.at, l.call): i for i, l in enumerate(layers)}
+        self.slots = {(layer.module, layer.at, layer.call): i for i, layer in enumerate(layers)}
         self.calls: dict[tuple[str, str], int] = {}
         self.sink = _Sink()
         self.observed: dict[int, tuple] = {}      # id of an observed output -> (weak reference, slot)
         self.reduce: Callable[[int, torch.Tensor], None] = lambda slot, out: None
         named = dict(model.named_modules())
-        points = dict.fromkeys((l.module, l.at) for l in layers if l.name not in (INPUT, LOGITS))
+        points = dict.fromkeys((layer.module, layer.at) for layer in layers if layer.name not in (INPUT, LOGITS))
         self.handles = [named[m].register_forward_pre_hook(self._input_hook(m)) if at == "input"
                         else named[m].register_forward_hook(self._hook(m)) for m, at in points]
 
@@ -339,7 +339,8 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
         seen.append((point, tuple(value.shape[1:])))
 
     all_modules = dict(model.named_modules())
-    handles = [all_modules[m].register_forward_pre_hook(lambda _m, inputs, p=(m, at): record(p, inputs[0] if inputs else None))
+    handles = [all_modules[m].register_forward_pre_hook(
+                   lambda _m, inputs, p=(m, at): record(p, inputs[0] if inputs else None))
                if at == "input" else
                all_modules[m].register_forward_hook(lambda _m, _i, output, p=(m, at): record(p, output))
                for m, at in points]
@@ -360,7 +361,8 @@ def resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
         if base in wanted or name in wanted:
             found.append(_Layer(name, point[0], n, shape, point[1]))
     for name in wanted if not auto else ():   # `auto` skips children the forward never calls
-        if name not in (INPUT, LOGITS) and not any(name in (l.name, _point_name((l.module, l.at))) for l in found):
+        if name not in (INPUT, LOGITS) and not any(name in (layer.name, _point_name((layer.module, layer.at)))
+                                                   for layer in found):
             raise NFBenchError(f"layer {name!r} is not called by the model's forward"
                                + (f" (module {layer_point(name)[0]!r} is called {calls[layer_point(name)]} times)"
                                   if "#" in name else ""))
@@ -532,9 +534,9 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
             grams, norms = engine.run(x, frame, chunk_size, on_progress)
     finally:
         model.train(was_training)
-    dims = torch.tensor([math.prod(l.shape) for l in layer_list], dtype=torch.int64)
+    dims = torch.tensor([math.prod(layer.shape) for layer in layer_list], dtype=torch.int64)
     ids = point_ids if point_ids is not None else torch.arange(x.shape[0])
     return FrameResult(grams=grams, act_norms=norms, dims=dims,
-                       layers=[l.name for l in layer_list], labels=labels, families=families,
+                       layers=[layer.name for layer in layer_list], labels=labels, families=families,
                        point_ids=torch.as_tensor(ids, dtype=torch.int64),
                        provenance={"method": method, **({"fd_step": fd_step} if method == "fd" else {})})

@@ -266,9 +266,9 @@ def penultimate_summary(stats: FrameStatistics) -> dict:
     if p is None:
         raise NFBenchError(f"model {stats.meta.get('id', '?')}: no penultimate layer was observed "
                            f"(layers: {', '.join(stats.layers)}); the scores are defined there")
-    augmentations = [l for l, f in zip(stats.labels, stats.families) if f == "augmentation"]
+    augmentations = [label for label, f in zip(stats.labels, stats.families) if f == "augmentation"]
     return {"layer": stats.layers[p],
-            "labels": {l: _point_mean(stats.label(l)[p]) for l in dict.fromkeys(augmentations)},
+            "labels": {label: _point_mean(stats.label(label)[p]) for label in dict.fromkeys(augmentations)},
             "families": {f: _point_mean(stats.family(f)[p]) for f in stats.family_names},
             "effective_rank": _point_mean(stats.rank[p])}
 
@@ -310,7 +310,7 @@ def scores(summary: Mapping, ref: Mapping, accuracy: Mapping) -> dict:
                            f"({', '.join(sorted(missing))}); both must come from the suite's perturbation settings")
     families = summary["families"]
     noise = _ratio(families.get("noise"), ref["families"].get("noise"))
-    by_label = {l: _ratio(_ratio(v, ref["labels"][l]), noise) for l, v in summary["labels"].items()}
+    by_label = {label: _ratio(_ratio(v, ref["labels"][label]), noise) for label, v in summary["labels"].items()}
     return {"augmentation_invariance": _geometric_mean(list(by_label.values())),
             BY_LABEL: by_label,
             "noise_suppression": noise,
@@ -400,8 +400,9 @@ def leaderboard_markdown(entries: Iterable[Mapping], suite: str, by: str) -> str
         link = _link(e)
         rows.append([i, f"[{name}]({link})" if link else name, f"`{e['id']}`", _kind(e), e["role"],
                      *(format_score(k, e["scores"].get(k)) for k in SCORES)])
-    labels = list(dict.fromkeys(l for e in entries for l in e["scores"].get(BY_LABEL) or {}))
-    per_label = [[f"`{e['id']}`", *(format_score(l, (e["scores"].get(BY_LABEL) or {}).get(l)) for l in labels)]
+    labels = list(dict.fromkeys(label for e in entries for label in e["scores"].get(BY_LABEL) or {}))
+    per_label = [[f"`{e['id']}`", *(format_score(label, (e["scores"].get(BY_LABEL) or {}).get(label))
+                                    for label in labels)]
                  for e in entries]
     lines = [f"# Leaderboard — suite `{suite}`", "",
              f"Neural-frame profile of every model, sorted by {SCORES[by].title.rstrip(' ↑↓')} "

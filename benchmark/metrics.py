@@ -15,9 +15,12 @@ dominate an average — use nan-aware reductions downstream.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import NFBenchError, one_of
@@ -27,6 +30,7 @@ __all__ = [
     "relative_sensitivity", "family_sensitivity", "label_sensitivity", "family_to_noise",
     "cosine_matrix", "effective_rank", "log_volume", "principal_angles",
     "relative_depth", "penultimate_index", "FrameStatistics", "frame_statistics",
+    "as_float64", "nanmean", "layer_means", "layer_summary",
 ]
 
 _NAN = float("nan")
@@ -230,7 +234,7 @@ def label_sensitivity(result: FrameResult, label: str) -> torch.Tensor:
     """
     if label not in result.labels:
         raise NFBenchError(one_of(label, result.labels, "frame vector label"))
-    mask = torch.tensor([l == label for l in result.labels])
+    mask = torch.tensor([other == label for other in result.labels])
     return _masked_nanmean(relative_sensitivity(result), mask)
 
 
@@ -315,7 +319,7 @@ class FrameStatistics:
         """Relative sensitivity along the vector(s) labelled `name`: [L, B]."""
         if name not in self.labels:
             raise NFBenchError(one_of(name, self.labels, "frame vector label"))
-        return _masked_nanmean(self.sensitivity, torch.tensor([l == name for l in self.labels]))
+        return _masked_nanmean(self.sensitivity, torch.tensor([other == name for other in self.labels]))
 
     def to_bytes(self) -> bytes:
         from .storage import tensors_to_bytes
@@ -327,7 +331,7 @@ class FrameStatistics:
              "family_names": self.family_names, "penultimate": self.penultimate, "meta": self.meta})
 
     @classmethod
-    def load(cls, path) -> "FrameStatistics":
+    def load(cls, path) -> FrameStatistics:
         from .storage import tensors_from_file
 
         tensors, meta = tensors_from_file(path, "frame statistics file")
@@ -350,3 +354,39 @@ def frame_statistics(result: FrameResult, meta: dict[str, Any] | None = None) ->
                            point_ids=result.point_ids.clone(), depth=relative_depth(result),
                            sensitivity=relative_sensitivity(result), rank=effective_rank(result.grams),
                            family_rank=family_rank, penultimate=penultimate, meta=dict(meta or {}))
+
+
+# ---------------------------------------------------------------------------------------------
+# Means over the evaluation points (float64 numpy, for the tables, the claims and summary.json)
+
+
+def as_float64(values) -> np.ndarray:
+    return np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values, dtype=np.float64)
+
+
+def nanmean(a: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over `axis` of the values that are not nan; nan where none is (without numpy's warning)."""
+    ok = ~np.isnan(a)
+    n = ok.sum(axis)
+    return np.where(n > 0, np.where(ok, a, 0.0).sum(axis) / np.maximum(n, 1), np.nan)
+
+
+def layer_means(stats: FrameStatistics) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per observed layer, the point mean of each family's relative sensitivity, and of the rank."""
+    return ({f: nanmean(as_float64(stats.family(f)), 1) for f in stats.family_names},
+            nanmean(as_float64(stats.rank), 1))
+
+
+def layer_summary(stats: Mapping[str, FrameStatistics]) -> dict:
+    """metrics/summary.json: per model, per layer, depth and `layer_means` (null where undefined)."""
+    def finite(v) -> float | None:
+        return float(v) if math.isfinite(float(v)) else None
+
+    out: dict = {}
+    for m in sorted(stats):
+        fam, rank = layer_means(stats[m])
+        out[m] = {layer: {"depth": float(stats[m].depth[i]),
+                          **{f"sensitivity_{f}": finite(fam[f][i]) for f in stats[m].family_names},
+                          "effective_rank": finite(rank[i])}
+                  for i, layer in enumerate(stats[m].layers)}
+    return out

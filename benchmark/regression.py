@@ -188,5 +188,6 @@ def format_table(rows: list[dict], mode: str, *, only_problems: bool = False) ->
               r["reference"] is None else str(r["reference"]),
               _cell(r["fresh"]) if isinstance(r["fresh"], Mapping) or r["fresh"] is None else str(r["fresh"]),
               r["status"], r["why"]] for r in shown]
-    return tabulate(table, headers=["task", "subject", "reference", mode == "reproduce" and "reproduced" or "replicated",
-                                    "status", "why"], tablefmt="github", disable_numparse=True)
+    measured = "reproduced" if mode == "reproduce" else "replicated"
+    return tabulate(table, headers=["task", "subject", "reference", measured, "status", "why"],
+                    tablefmt="github", disable_numparse=True)

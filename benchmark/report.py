@@ -13,8 +13,7 @@
                      dose-response when the suite has a ladder
 
 Every file is a pure function of the inputs: figures carry no dates, a fixed SVG hash salt and
-fixed bootstrap seeds, so a rerun writes identical bytes.  `summary` is the small JSON of
-per-model per-layer family means that `dvc metrics` shows.
+fixed bootstrap seeds, so a rerun writes identical bytes.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ import numpy as np
 from tabulate import tabulate
 
 from .claims import ladder_models as claims_ladder_models
-from .metrics import FrameStatistics
+from .metrics import FrameStatistics, as_float64, layer_means
 from .storage import write_bytes, write_text
 
-__all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison", "summary",
+__all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison",
            "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models"]
 
 ROLE_COLOURS = {"standard": "#1f77b4", "augmentation": "#2ca02c", "adversarial": "#d62728",
@@ -180,35 +179,6 @@ def _families(stats: Mapping[str, FrameStatistics]) -> list[str]:
     return sorted(names, key=lambda f: (order.get(f, len(order)), f))
 
 
-def _np(t) -> np.ndarray:
-    return np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, dtype=np.float64)
-
-
-def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
-    ok = ~np.isnan(a)
-    n = ok.sum(axis)
-    return np.where(n > 0, np.where(ok, a, 0.0).sum(axis) / np.maximum(n, 1), np.nan)
-
-
-def summary(stats: Mapping[str, FrameStatistics]) -> dict:
-    """Per model, per layer: depth, mean relative sensitivity of each family, mean effective rank."""
-    out: dict = {}
-    for m in sorted(stats):
-        st = stats[m]
-        fam = {f: _nanmean(_np(st.family(f)), 1) for f in st.family_names}
-        rank = _nanmean(_np(st.rank), 1)
-        out[m] = {layer: {"depth": float(st.depth[i]),
-                          **{f"sensitivity_{f}": _json_float(fam[f][i]) for f in st.family_names},
-                          "effective_rank": _json_float(rank[i])}
-                  for i, layer in enumerate(st.layers)}
-    return out
-
-
-def _json_float(v) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 PUBLISHED_MARGIN_SE = 3.0
 
 
@@ -270,8 +240,7 @@ def layers_markdown(stats: Mapping[str, FrameStatistics]) -> str:
         lines += [f"## {m} — {meta.get('display_name', m)}", "",
                   f"role {meta.get('role', '?')}, ε = {float(meta.get('eps') or 0):g}"
                   + (f", clean accuracy {acc:.2%}" if isinstance(acc, (int, float)) else ""), ""]
-        fam = {f: _nanmean(_np(st.family(f)), 1) for f in st.family_names}
-        rank = _nanmean(_np(st.rank), 1)
+        fam, rank = layer_means(st)
         rows = [[layer, f"{float(st.depth[i]):.2f}", *(_fmt(float(fam[f][i])) for f in st.family_names),
                  _fmt(float(rank[i]))] for i, layer in enumerate(st.layers)]
         lines += [tabulate(rows, headers=["layer", "depth", *st.family_names, "effective rank"],
@@ -360,7 +329,7 @@ def _depth_figure(stats: Mapping[str, FrameStatistics], values, key: str, positi
         if any(r is None for r in rows) or len({r.shape for r in rows}) != 1:
             continue
         mean, lo, hi = _bands(np.stack(rows), f"{entry}|{key}")
-        depth = _np(stats[ids[0]].depth)
+        depth = as_float64(stats[ids[0]].depth)
         colour, ls = styles[entry]
         ok = np.isfinite(mean) & ((mean > 0) if positive else True)
         ax.plot(depth[ok], mean[ok], color=colour, linestyle=ls, marker="o", markersize=3,
@@ -378,7 +347,7 @@ def sensitivity_figure(stats: Mapping[str, FrameStatistics], family: str):
     import matplotlib
 
     with matplotlib.rc_context(_RC):
-        fig, ax = _depth_figure(stats, lambda st: _np(st.family(family)) if family in st.family_names else None,
+        fig, ax = _depth_figure(stats, lambda st: as_float64(st.family(family)) if family in st.family_names else None,
                                 family, positive=True)
         ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         _log_y(ax)
@@ -393,7 +362,7 @@ def rank_figure(stats: Mapping[str, FrameStatistics]):
     import matplotlib
 
     with matplotlib.rc_context(_RC):
-        fig, ax = _depth_figure(stats, lambda st: _np(st.rank), "rank", positive=False)
+        fig, ax = _depth_figure(stats, lambda st: as_float64(st.rank), "rank", positive=False)
         ax.set_xlabel("relative depth (input 0, last observed layer 1)")
         ax.set_ylabel("effective rank of the frame (normalized)")
         ax.set_title("frame collapse (mean over points and seeds, 95% band)")
@@ -427,7 +396,7 @@ def ladder_figure(stats: Mapping[str, FrameStatistics]):
                 if family not in st.family_names:
                     continue
                 i = st.layers.index("logits")
-                mean, lo, hi = _point_bands(_np(st.family(family))[i:i + 1], f"{m}|{family}|logits")
+                mean, lo, hi = _point_bands(as_float64(st.family(family))[i:i + 1], f"{m}|{family}|logits")
                 eps = float(st.meta.get("eps") or 0)
                 if not (np.isfinite(mean[0]) and mean[0] > 0):
                     continue

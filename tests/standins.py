@@ -101,7 +101,8 @@ def write_imagenet_val(root: Path, wnids: list[str], per_class: int = 2, seed: i
             Image.fromarray(pixels).save(folder / f"ILSVRC2012_val_{wnid}_{i:05d}.JPEG", quality=90)
 
 
-AUTOENCODER_MODULE = '''"""A tiny autoencoder for 224×224 pixels: the documented factory of a `file` generative model."""
+AUTOENCODER_MODULE = '''"""A tiny autoencoder for 224×224 pixels: the documented factory of a `file`
+generative model."""
 import torch
 from torch import nn
 

@@ -146,7 +146,8 @@ def test_overlapping_interval_is_inconclusive(tmp_path):
 @pytest.mark.parametrize("direction,low,high,expected", [
     ("below", 0.5, 0.9, "supported"), ("below", 0.96, 1.2, "not supported"), ("below", 0.9, 1.0, "inconclusive"),
     ("above", 1.1, 1.3, "supported"), ("above", 0.8, 1.04, "not supported"), ("above", 1.0, 1.1, "inconclusive"),
-    ("at_least", 0.95, 1.2, "supported"), ("at_least", 0.5, 0.9, "not supported"), ("at_least", 0.9, 1.0, "inconclusive"),
+    ("at_least", 0.95, 1.2, "supported"), ("at_least", 0.5, 0.9, "not supported"),
+    ("at_least", 0.9, 1.0, "inconclusive"),
     ("at_most", 0.5, 1.05, "supported"), ("at_most", 1.1, 1.3, "not supported"), ("at_most", 1.0, 1.1, "inconclusive"),
 ])
 def test_verdict_rule(direction, low, high, expected):

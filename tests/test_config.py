@@ -51,7 +51,8 @@ def test_an_entry_with_seeds_is_one_model_per_seed_with_its_published_file(proje
 
 
 @pytest.mark.parametrize("entry, message", [
-    ({"role": "standard", "source": "local", "seeds": [0, 0]}, r"models.demo.seeds: must be a non-empty list of distinct"),
+    ({"role": "standard", "source": "local", "seeds": [0, 0]},
+     r"models.demo.seeds: must be a non-empty list of distinct"),
     ({"role": "standard", "source": "local", "seeds": [1, -1]}, r"models.demo.seeds: must be a non-empty list"),
     ({"role": "standard", "source": "local", "seeds": [1], "seed": 1}, r"models.demo: give seed .* or seeds"),
     ({"role": "standard", "source": "file", "seeds": [1]}, r"models.demo.seeds: only local models"),
@@ -70,20 +71,24 @@ def test_a_malformed_entry_with_seeds_names_its_key(project, entry, message):
 @pytest.mark.parametrize("change, message", [
     (lambda p: p.update(suite="imagenet-xl"), r"params.yaml: suite: unknown suite 'imagenet-xl'"),
     (lambda p: p["perturbations"].update(blur={}), r"params.yaml: perturbations: unknown perturbation family 'blur'"),
-    (lambda p: p["perturbations"]["noise"].update(count=-4), r"params.yaml: perturbations.noise.count: must be a positive integer"),
+    (lambda p: p["perturbations"]["noise"].update(count=-4),
+     r"params.yaml: perturbations.noise.count: must be a positive integer"),
     (lambda p: p["models"]["std"].update(epochs=-1), r"params.yaml: models.std.epochs: expected a positive integer"),
     (lambda p: p["models"]["std"].update(role="robust"), r"params.yaml: models.std.role: unknown role 'robust'"),
     (lambda p: p["models"]["std"].update(recipe="mixup"), r"params.yaml: models.std.recipe: unknown recipe 'mixup'"),
-    (lambda p: p["models"]["std"].update(frames_method="fdd"), r"params.yaml: models.std.frames_method: unknown method 'fdd'"),
+    (lambda p: p["models"]["std"].update(frames_method="fdd"),
+     r"params.yaml: models.std.frames_method: unknown method 'fdd'"),
     (lambda p: p.update(checkpoints="retrain"), r"params.yaml: checkpoints: unknown setting 'retrain'"),
     (lambda p: p["data"].update(eval_points=0), r"params.yaml: data.eval_points: must be positive"),
     (lambda p: p["data"].update(dataset="svhn"), r"params.yaml: data.dataset: unknown dataset 'svhn'"),
     (lambda p: p.update(device="tpu"), r"params.yaml: device: must be auto, cpu"),
     (lambda p: p["frames"].update(chunk_size=0), r"params.yaml: frames.chunk_size: must be positive"),
-    (lambda p: p["perturbations"]["generative"].update(model="gan"), r"perturbations.generative.model: unknown generative model 'gan'"),
+    (lambda p: p["perturbations"]["generative"].update(model="gan"),
+     r"perturbations.generative.model: unknown generative model 'gan'"),
     (lambda p: p.update(extra=1), r"params.yaml: unknown section 'extra'"),
     (lambda p: p.update(suite="robustbench_cifar10"),
-     r"params.yaml: suite: 'robustbench_cifar10' is a cifar10 suite but data.dataset is 'mnist5k'; .*nfbench suite use"),
+     r"params.yaml: suite: 'robustbench_cifar10' is a cifar10 suite but data.dataset is 'mnist5k'; "
+     r".*nfbench suite use"),
 ])
 def test_malformed_params_name_the_key_path(project, change, message):
     edit(project, change)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from benchmark.data import Dataset, Split, eval_indices, load_dataset
-from benchmark.vocab import DATASETS
 from benchmark.errors import NFBenchError
+from benchmark.vocab import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 

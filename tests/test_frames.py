@@ -10,7 +10,6 @@ from benchmark.errors import NFBenchError
 from benchmark.frames import FrameResult, compute_frames
 
 
-
 @pytest.fixture(autouse=True)
 def float64():
     """Finite differences need float64; the default dtype is restored for other test files."""
@@ -45,7 +44,7 @@ def fd_grams(model, x, frame, modules, h=1e-5):
         for i in range(k):
             plus, minus = run(x[b:b + 1] + h * frame[b, i:i + 1]), run(x[b:b + 1] - h * frame[b, i:i + 1])
             tangents.append([((p - m) / (2 * h)).flatten() for p, m in zip(plus, minus)])
-        per_layer = [torch.stack([t[l] for t in tangents]) for l in range(len(modules) + 1)]
+        per_layer = [torch.stack([t[depth] for t in tangents]) for depth in range(len(modules) + 1)]
         g = torch.stack([T @ T.T for T in per_layer])
         grams = g[:, None] if grams is None else torch.cat([grams, g[:, None]], dim=1)
     outputs["grams"] = grams

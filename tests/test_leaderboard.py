@@ -129,7 +129,7 @@ def save_checkpoint(factory: str, path: Path, seed: int) -> str:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """The miniature suite's checkout after `dvc repro`: points, its model's statistics, suite entries."""
-    from benchmark import stages
+    from benchmark import pipeline
     from benchmark.config import load_params
     from benchmark.stages import data, evaluate, fetch, frames, leaderboard, metrics
 
@@ -151,7 +151,7 @@ def suite(tmp_path_factory):
         frames.run(params, track=False)
         metrics.run(params)
         leaderboard.run(params)
-        (root / stages.SUBMISSIONS).mkdir()
+        (root / pipeline.SUBMISSIONS).mkdir()
     return root
 
 
@@ -414,7 +414,8 @@ def test_the_leaderboard_renders_from_the_entries_alone(project, capsys):
 def test_the_example_submission_reproduces_its_committed_entry(tmp_path, monkeypatch, capsys):
     """submissions/aug-rot45-s0.yaml, trained and scored offline, against leaderboard/embedded/."""
     from benchmark.config import load_params
-    from benchmark.stages import MODELS, POINTS, data, fetch
+    from benchmark.pipeline import MODELS, POINTS
+    from benchmark.stages import data, fetch
 
     root = tmp_path / "checkout"
     for name in ("suites", "submissions", "leaderboard", "zoo"):

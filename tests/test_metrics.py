@@ -73,9 +73,9 @@ def test_relative_sensitivity_matches_vector_norms():
     s = M.relative_sensitivity(result)
     assert s.shape == (4, 3, 5) and s.dtype == torch.float64
     v_in = np.linalg.norm(vectors[0], axis=-1)                       # [B, k]
-    for l, v in enumerate(vectors):
-        expected = (np.linalg.norm(v, axis=-1) / norms[l][:, None]) / (v_in / norms[0][:, None])
-        np.testing.assert_allclose(s[l].numpy(), expected, rtol=1e-12)
+    for index, v in enumerate(vectors):
+        expected = (np.linalg.norm(v, axis=-1) / norms[index][:, None]) / (v_in / norms[0][:, None])
+        np.testing.assert_allclose(s[index].numpy(), expected, rtol=1e-12)
     assert torch.equal(s[0], torch.ones(3, 5, dtype=torch.float64))   # exactly 1 at the input
 
 

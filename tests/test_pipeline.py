@@ -125,7 +125,8 @@ def test_pipeline_end_to_end(project):
 
     # an experiment on one entry's training parameter retrains that entry and reruns the aggregates only
     log = ok(["dvc", "exp", "run", "-S", "models.std.epochs=2"], project)
-    assert stages_run(log) == {"sources", "fetch@std", "evaluate", "frames", "metrics", "claims", "report", "leaderboard"}
+    assert stages_run(log) == {"sources", "fetch@std", "evaluate", "frames", "metrics", "claims", "report",
+                               "leaderboard"}
 
     # killed during frames, a rerun resumes cleanly to the same bytes as an uninterrupted run
     expected = {p.name: p.read_bytes() for p in (project / "frames").glob("*.safetensors")}
@@ -182,7 +183,8 @@ def mlflow_server(root: Path):
                 with urllib.request.urlopen(f"{uri}/health", timeout=2):
                     break
             except OSError:
-                assert server.poll() is None and time.monotonic() - start < 120, (root / "server.log").read_text()[-3000:]
+                log = (root / "server.log").read_text()[-3000:]
+                assert server.poll() is None and time.monotonic() - start < 120, log
                 time.sleep(0.5)
         print(f"\nmlflow server answered after {time.monotonic() - start:.1f} s")
         yield uri

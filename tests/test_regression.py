@@ -121,7 +121,8 @@ FINDING = {"finding": {"distributed": [1 / 3, 2 / 3], "early": [None, 1 / 3], "l
 
 
 @pytest.mark.parametrize("reference_row, replicated_row, status", [
-    ({"category": "late", "ci_low": 0.7, "ci_high": 0.9}, {"category": "late", "ci_low": 0.6, "ci_high": 1.0}, "agrees"),
+    ({"category": "late", "ci_low": 0.7, "ci_high": 0.9}, {"category": "late", "ci_low": 0.6, "ci_high": 1.0},
+     "agrees"),
     ({"category": "late", "ci_low": 0.7, "ci_high": 0.9}, {"category": "distributed", "ci_low": 0.5, "ci_high": 0.7},
      "borderline"),                                     # moved by one category
     ({"category": "late", "ci_low": 0.2, "ci_high": 0.9}, {"category": "early", "ci_low": 0.1, "ci_high": 0.7},

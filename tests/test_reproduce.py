@@ -44,7 +44,8 @@ import dataclasses
 
 models, points, root = sys.argv[1].split(","), int(sys.argv[2]), Path(sys.argv[3])
 params = load_params()
-wanted = [Wanted("vae", params["generative"]["vae"], root, True)] + [Wanted(m, params["models"][m], root) for m in models]
+wanted = ([Wanted("vae", params["generative"]["vae"], root, True)]
+          + [Wanted(m, params["models"][m], root) for m in models])
 list(fetch(wanted, params, progress=False))
 data = load_dataset("mnist5k")
 ids = eval_indices(data.test.labels, params["data"]["eval_points"], 0)[:points]

@@ -9,8 +9,8 @@ from benchmark.attacks import pgd
 from benchmark.data import Dataset, load_dataset
 from benchmark.errors import NFBenchError
 from benchmark.models.nets import ARCHITECTURES, ConvVAE, SmallCNN, build
-from benchmark.models.recipes import MAIN_EPS, RECIPES, recipe_defaults, validate_recipe, validate_vae
 from benchmark.models.training import evaluate_classifier, train_classifier, train_vae
+from benchmark.recipes import MAIN_EPS, RECIPES, recipe_defaults, validate_recipe, validate_vae
 
 
 @pytest.fixture(scope="module")

@@ -270,7 +270,8 @@ def test_torchvision_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch
 
 def test_installed_checkpoint_that_changed_is_refused_and_kept_aside(tmp_path):
     net = torch.nn.Linear(3, 2)
-    spec = {"role": "other", "source": "file", "entry_point": "torch.nn:Identity", "checkpoint": "x", "sha256": "0" * 64}
+    spec = {"role": "other", "source": "file", "entry_point": "torch.nn:Identity", "checkpoint": "x",
+            "sha256": "0" * 64}
     zoo.install_state("m", tmp_path, net.state_dict(), {"source": "file", "spec": spec, "architecture": {}})
     checkpoint = tmp_path / "m" / store.CHECKPOINT
     checkpoint.write_bytes(checkpoint.read_bytes()[:-4] + b"\0\0\0\0")
@@ -303,7 +304,8 @@ def test_a_file_model_with_the_wrong_number_of_classes_is_refused():
     from benchmark.data import load_dataset
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 7))
-    with pytest.raises(NFBenchError, match=r"maps a batch of 2 mnist5k images to \(2, 7\); expected logits of shape \(2, 10\)"):
+    with pytest.raises(NFBenchError, match=r"maps a batch of 2 mnist5k images to \(2, 7\); "
+                                           r"expected logits of shape \(2, 10\)"):
         zoo.check_output_shape(net, load_dataset("mnist5k"), "model 'seven'")
 
 
@@ -379,7 +381,8 @@ def test_publishing_records_the_file_and_its_sha256_keeping_comments(published_p
     assert group["dir"] == "zoo/tiny/g"
     for seed in (5, 6):
         path = published_project / "zoo" / "tiny" / "g" / f"g-s{seed}.safetensors"
-        assert path.read_bytes() == (published_project / "models" / "g" / f"g-s{seed}" / "model.safetensors").read_bytes()
+        installed = published_project / "models" / "g" / f"g-s{seed}" / "model.safetensors"
+        assert path.read_bytes() == installed.read_bytes()
         assert group["sha256"][seed] == sha256_file(path)
 
 
@@ -462,7 +465,7 @@ def test_the_committed_published_checkpoints_are_the_suites(tmp_path):
                                                                               "generative", "models")}},
                                  name, ROOT / "suites")
         for group in ("generative", "models"):
-            for model_id, spec in params[group].items():
+            for spec in params[group].values():
                 if "published" not in spec:
                     continue
                 path = ROOT / spec["published"]["checkpoint"]
@@ -490,12 +493,13 @@ def test_every_suite_model_is_observed_at_its_block_outputs_with_pooled_features
     the penultimate layer is a representation before the classifier, not a copy of the logits."""
     from benchmark.frames import compute_frames
     from benchmark.metrics import penultimate_index
-    from benchmark.models.recipes import architecture
+    from benchmark.recipes import architecture
     from benchmark.vocab import DATASET_DIMS
 
     channels, size, classes = DATASET_DIMS[dataset]
     torch.manual_seed(0)
-    arch = architecture(spec, DATASET_DIMS[dataset]) if spec["source"] == "local" else {"kwargs": {"num_classes": classes}}
+    local = spec["source"] == "local"
+    arch = architecture(spec, DATASET_DIMS[dataset]) if local else {"kwargs": {"num_classes": classes}}
     net = zoo.build_architecture(spec, arch).eval()
     zoo.forward_ad_ready(net, "test")
     x, v = torch.rand(1, channels, size, size), torch.randn(1, 2, channels, size, size)

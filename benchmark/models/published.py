@@ -22,10 +22,10 @@ from pathlib import Path
 
 from ..config import recipe_of
 from ..errors import NFBenchError
+from ..recipes import architecture
 from ..storage import safetensors_metadata
 from ..vocab import DATASET_DIMS
 from . import store
-from .recipes import architecture
 
 METADATA_KEY = "nfbench"
 ZOO = Path("zoo")              # published checkpoints: zoo/<suite>/<id>.safetensors

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from ..attacks import pgd, robust_key
 from ..data import Dataset
 from ..errors import NFBenchError
+from ..recipes import step_size, validate_recipe, validate_vae
 from .nets import ConvVAE, build
-from .recipes import step_size, validate_recipe, validate_vae
 
 # Evaluation transforms (fixed): rotations in degrees, shifts (dx, dy) in pixels.
 EVAL_ANGLES = (-30.0, -20.0, 20.0, 30.0)

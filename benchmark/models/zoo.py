@@ -35,12 +35,11 @@ from ..attacks import published_threat
 from ..config import layers_for, resolve_device
 from ..errors import NFBenchError, one_of
 from ..frames import layer_point
+from ..recipes import architecture
 from ..storage import network_timeout
 from ..vocab import DATASET_DIMS
-from . import store
+from . import sources, store
 from .layouts import declare_block_outputs
-from .recipes import architecture
-from . import sources
 from .store import MODELS_DIR, is_html_page, model_dir, read_manifest, verify_sha256
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -166,7 +165,8 @@ def _load_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> 
     if result.missing_keys or result.unexpected_keys:
         parts = []
         if result.missing_keys:
-            parts.append(f"missing {', '.join(result.missing_keys[:3])}" + (" …" if len(result.missing_keys) > 3 else ""))
+            more = " …" if len(result.missing_keys) > 3 else ""
+            parts.append(f"missing {', '.join(result.missing_keys[:3])}{more}")
         if result.unexpected_keys:
             parts.append(f"unexpected {', '.join(result.unexpected_keys[:3])}"
                          + (" …" if len(result.unexpected_keys) > 3 else ""))
@@ -447,4 +447,5 @@ def check_autoencoder(net: nn.Module, data, what: str) -> None:
         raise NFBenchError(f"{what}: an autoencoder needs encode(x) and decode(z) methods ({exc})") from exc
     if not isinstance(out, torch.Tensor) or out.shape != x.shape or z.ndim != 2:
         raise NFBenchError(f"{what}: encode/decode must map images {tuple(x.shape)} to latents [2, d] and back; "
-                           f"got latents {tuple(getattr(z, 'shape', ()))} and images {tuple(getattr(out, 'shape', ()))}")
+                           f"got latents {tuple(getattr(z, 'shape', ()))} "
+                           f"and images {tuple(getattr(out, 'shape', ()))}")

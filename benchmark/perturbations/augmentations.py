@@ -31,7 +31,6 @@ import torch
 from ..errors import NFBenchError, one_of
 from ..vocab import COLOUR_ONLY, TRANSFORMS
 
-
 # torchvision's luma weights (rgb_to_grayscale); note they sum to 0.9999, not 1.
 _LUMA = (0.2989, 0.587, 0.114)
 

@@ -7,9 +7,10 @@ from collections import Counter
 from collections.abc import Mapping
 
 from .. import claims
+from ..pipeline import CLAIMS, CLAIMS_TAG, TASKS, load_statistics
 from ..storage import sha256_file, write_json
 from ..tracking import stage_run
-from . import CLAIMS, CLAIMS_TAG, TASKS, announce, load_statistics
+from . import announce
 
 
 def run(params: Mapping, *, seed: int = 0, track: bool = True) -> dict:

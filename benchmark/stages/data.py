@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import torch
 
 from ..data import eval_indices, load_suite_dataset
+from ..pipeline import DATA_SUMMARY, POINTS
 from ..storage import tensors_to_bytes, write_bytes, write_json
-from . import DATA_SUMMARY, POINTS, announce
+from . import announce
 
 
 def run(params: Mapping, *, download: bool = False) -> None:

@@ -11,23 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..attacks import robust_key
-from ..config import resolve_device
 from ..errors import NFBenchError
 from ..models import store
+from ..pipeline import MODEL_METRICS, model_accuracy, model_root, model_spec
 from ..storage import read_json, sha256_json, write_json
 from ..tracking import dataset, numbers, stage_run
-from . import MODEL_METRICS, announce, model_root, model_spec
-
-
-def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, data=None) -> dict:
-    """The accuracies of one fetched classifier on the suite's data (`data`: the loaded dataset;
-    `models_root`: where its directory is, by default the suite's)."""
-    from ..data import load_suite_dataset
-    from ..models import zoo
-
-    data = data or load_suite_dataset(params["data"])
-    net = zoo.load(model_id, spec, models_root or model_root(spec)).to(resolve_device(params["device"]))
-    return zoo.evaluate(net, data, params, spec)
+from . import announce
 
 
 def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = True) -> None:
@@ -58,6 +47,7 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = Tr
                                **{f"spec.{k}": v for k, v in spec.items()}})
             run.metrics.update(numbers(record))
             run.artifacts.append(model_root(spec) / model_id / store.MANIFEST)
-            run.dataset = dataset(data.name, data.content_hash, {"dataset": data.name, "content_hash": data.content_hash},
+            run.dataset = dataset(data.name, data.content_hash,
+                                  {"dataset": data.name, "content_hash": data.content_hash},
                                   evaluated_on=accuracy["evaluated_on"], attacked_on=accuracy["attacked_on"])
     write_json(MODEL_METRICS, {m: records[m] for m in sorted(records)})

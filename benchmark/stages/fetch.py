@@ -15,11 +15,10 @@ from collections.abc import Mapping
 
 from ..errors import NFBenchError, one_of
 from ..models import Wanted, fetch, store
+from ..pipeline import MODELS, model_root, model_spec
 from ..storage import sha256_json
 from ..tracking import Record, log_failure, log_run, now_ms, numbers
-from . import MODELS, announce, model_root, model_spec
-
-
+from . import announce
 
 
 def wanted(params: Mapping, ids: list[str]) -> list[Wanted]:

@@ -10,58 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tqdm import tqdm
-
 from .. import metrics
-from ..config import layers_for, resolve_device
 from ..errors import NFBenchError
-from ..frames import FrameResult, compute_frames
-from ..storage import code_version, sha256_json, write_text
+from ..pipeline import FRAMES, PLOTS, POINTS, model_frames, model_spec, suite_frame
+from ..storage import write_text
 from ..tracking import Record, points_dataset, stage_run
-from . import FRAMES, PLOTS, POINTS, announce, load_points, model_root, model_spec
-
-
-def suite_frame(params: Mapping, points=POINTS):
-    """(x, ids, frame, data meta): the suite's points on the device and the frame at them."""
-    from ..models import zoo
-    from ..perturbations.frame import build_frame
-
-    device = resolve_device(params["device"])
-    x, _, ids, data_meta = load_points(points)
-    x = x.to(device)
-    pert = params["perturbations"]
-    autoencoder = None
-    if "generative" in pert:
-        name = pert["generative"]["model"]
-        autoencoder = zoo.load(name, params["generative"][name], model_root(params["generative"][name])).to(device)
-    return x, ids, build_frame(pert, x, ids, autoencoder), data_meta
-
-
-def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, points=POINTS,
-                 method: str | None = None, at=None) -> FrameResult:
-    """Frames of one fetched model at the suite's points with the suite's perturbations
-    (`at`: a `suite_frame` result to reuse, built here when None; `models_root`: where the
-    model's directory is, by default the suite's)."""
-    from ..models import store, zoo
-
-    models_root = models_root or model_root(spec)
-    x, ids, frame, data_meta = at or suite_frame(params, points)
-    model = zoo.load(model_id, spec, models_root).to(x.device)
-    cfg = params["frames"]
-    method = method or spec.get("frames_method") or cfg["method"]
-    swapped = zoo.forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
-    pert = params["perturbations"]
-    with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
-        result = compute_frames(model, x, frame.vectors, layers_for(params, spec),
-                                labels=frame.labels, families=frame.families, point_ids=ids,
-                                chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
-                                on_progress=bar.update)
-    result.provenance.update({
-        "model": model_id, "role": spec["role"], "model_sha256": store.read_manifest(model_id, models_root)["sha256"],
-        "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
-        "suite": params["suite"], "code_version": code_version(), "device": x.device.type,
-        **({"swapped_for_forward_ad": swapped} if swapped else {})})
-    return result
+from . import announce
 
 
 def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | None = None,
@@ -83,7 +37,8 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
             series = layer_series(result)
             write_plot(PLOTS / f"{model_id}.csv", result, series)
             info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
-                           f"{len(result.layers)} layers ({result.provenance['method']}, {result.provenance['device']})")
+                           f"{len(result.layers)} layers ({result.provenance['method']}, "
+                           f"{result.provenance['device']})")
             info["out"] = str(path)
             _record(record, spec, result, series)
 

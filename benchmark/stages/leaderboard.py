@@ -27,12 +27,22 @@ from ..config import resolve_device
 from ..errors import NFBenchError, one_of
 from ..metrics import FrameStatistics, frame_statistics
 from ..models import Wanted, fetch, store
+from ..pipeline import (
+    LEADERBOARD,
+    MODEL_METRICS,
+    MODELS,
+    POINTS,
+    REPORTS,
+    STATISTICS,
+    SUBMISSIONS,
+    SUBMITTED_MODELS,
+    load_points,
+    model_accuracy,
+    model_frames,
+    model_record,
+)
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_json, write_text
-from . import (LEADERBOARD, MODEL_METRICS, MODELS, POINTS, REPORTS, STATISTICS, SUBMISSIONS, SUBMITTED_MODELS,
-               announce, load_points)
-from .evaluate import model_accuracy
-from .frames import model_frames
-from .metrics import model_record
+from . import announce
 
 DEFAULT_SORT = "augmentation_invariance"
 # provenance every entry of a suite shares; a submission must match the suite entries' values
@@ -96,7 +106,7 @@ def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
     stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy))
     provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml", "card_sha256": sha256_file(card.path),
                   "evaluated_on": accuracy["evaluated_on"],
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                  "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     return _entry(params, stats, card.spec, manifest["sha256"], reference, [e["id"] for e in standard],
                   provenance, card=card.raw)
 

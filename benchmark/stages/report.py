@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .. import report
+from ..pipeline import CLAIMS, CLAIMS_TAG, REPORTS, load_statistics
 from ..storage import read_json, sha256_file
-from . import CLAIMS, CLAIMS_TAG, REPORTS, announce, load_statistics
+from . import announce
 
 
 def run(params: Mapping, *, track: bool = True) -> None:

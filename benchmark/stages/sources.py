@@ -14,8 +14,9 @@ import sys
 from collections.abc import Mapping
 
 from ..models.sources import describe
+from ..pipeline import MODELS, model_spec
 from ..storage import write_json
-from . import MODELS, announce, model_spec
+from . import announce
 
 SOURCES = MODELS / ".sources"
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import NFBenchError, one_of
-from ..vocab import CLASSIFIERS
+from .errors import NFBenchError, one_of
+from .vocab import CLASSIFIERS
 
 RECIPES = ("standard", "augmentation", "adversarial", "noise")
 MAIN_EPS = 0.2                 # the adversarial recipe's default L∞ radius
@@ -61,10 +61,6 @@ def recipe_defaults(recipe: str) -> dict:
     if recipe not in RECIPES:
         raise NFBenchError(one_of(recipe, RECIPES, "recipe"))
     return {"recipe": recipe, **_COMMON, **_EXTRA[recipe]}
-
-
-def vae_defaults() -> dict:
-    return dict(_VAE)
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:

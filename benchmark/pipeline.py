@@ -1,0 +1,174 @@
+"""What several pipeline stages share: the files they talk through, and per-model steps.
+
+Stages (benchmark/stages/) are thin shells, one per DVC stage; they exchange data only through
+the files named here (dvc.yaml declares them).  The per-model steps (a model's accuracies, its
+frames at the suite's points, its record for the claims) are here because the leaderboard stage
+runs them for submitted models exactly as the evaluate, frames and metrics stages run them for
+the suite's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from .config import layers_for, resolve_device
+from .errors import NFBenchError, one_of
+from .storage import code_version, read_json, sha256_json
+
+POINTS = Path("data/points.safetensors")          # the suite's fixed evaluation points
+DATA_SUMMARY = Path("metrics/data.json")
+MODELS = Path("models")                           # models/<id>/ (checkpoint + manifest)
+MODEL_METRICS = Path("metrics/models.json")       # per model: identity and accuracies (committed)
+FRAMES = Path("frames")                           # <id>.safetensors: Grams per layer
+STATISTICS = Path("metrics/points")               # <id>.safetensors: per-point statistics
+SUMMARY = Path("metrics/summary.json")            # per-model per-layer means (committed)
+PLOTS = Path("metrics/plots")                     # CSV series for `dvc plots`
+TASKS = Path("tasks")
+REPORTS = Path("reports")
+CLAIMS = REPORTS / "claims.json"
+CLAIMS_TAG = "nfbench.claims_sha256"              # MLflow tag of the claims run; the report stage adds to it
+REFERENCE = REPORTS / "reference"                 # <suite>/claims.json: each suite's committed reference
+SUBMISSIONS = Path("submissions")                 # <id>.yaml: model cards (SUBMITTING.md)
+SUBMITTED_MODELS = MODELS / "submissions"         # <id>/: submitted models, fetched like the suite's
+LEADERBOARD = Path("leaderboard")                 # <suite>/<id>.json submitted, <suite>-suite/<id>.json derived
+
+_TRAINED_WITH = {"rotate_deg": ["rotate"], "translate_px": ["translate_x", "translate_y"], "scale_range": ["scale"]}
+
+
+def model_root(spec: Mapping) -> Path:
+    """Where a suite model's directory lives: models/<id>/, or models/<entry>/<id>/ for the models
+    of an entry with seeds (that entry's one DVC output)."""
+    from .models.store import entry_root
+
+    return entry_root(spec, MODELS)
+
+
+def model_spec(params: Mapping, model_id: str) -> tuple[dict, bool]:
+    """(spec, is_generative) of a model id of the suite; unknown ids list the close ones."""
+    if model_id in params["models"]:
+        return params["models"][model_id], False
+    if model_id in params["generative"]:
+        return params["generative"][model_id], True
+    known = list(params["models"]) + list(params["generative"])
+    raise NFBenchError(f"{one_of(model_id, known, 'model id')} (suite {params['suite']})")
+
+
+def load_points(path=POINTS):
+    """(x, y, ids, meta) written by the data stage."""
+    from .storage import tensors_from_file
+
+    tensors, meta = tensors_from_file(path, "points file (run `nfbench data`)")
+    return tensors["x"], tensors["y"], tensors["ids"], meta
+
+
+def load_statistics(params: Mapping) -> dict:
+    """Every suite model's FrameStatistics, written by the metrics stage."""
+    from .metrics import FrameStatistics
+
+    return {m: FrameStatistics.load(STATISTICS / f"{m}.safetensors") for m in params["models"]}
+
+
+def suite_params(params: Mapping, suite: str | None) -> dict:
+    """params.yaml, or another suite's preset with params.yaml's global settings."""
+    if suite is None or suite == params["suite"]:
+        return dict(params)
+    from .config import SUITE_SECTIONS, load_suite, validate_params
+
+    preset = load_suite(suite)
+    return validate_params({**params, "suite": suite, **{k: preset[k] for k in SUITE_SECTIONS}},
+                           f"suites/{suite}.yaml")
+
+
+def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, data=None) -> dict:
+    """The accuracies of one fetched classifier on the suite's data (`data`: the loaded dataset;
+    `models_root`: where its directory is, by default the suite's)."""
+    from .data import load_suite_dataset
+    from .models import zoo
+
+    data = data or load_suite_dataset(params["data"])
+    net = zoo.load(model_id, spec, models_root or model_root(spec)).to(resolve_device(params["device"]))
+    return zoo.evaluate(net, data, params, spec)
+
+
+def suite_frame(params: Mapping, points=POINTS):
+    """(x, ids, frame, data meta): the suite's points on the device and the frame at them."""
+    from .models import zoo
+    from .perturbations.frame import build_frame
+
+    device = resolve_device(params["device"])
+    x, _, ids, data_meta = load_points(points)
+    x = x.to(device)
+    pert = params["perturbations"]
+    autoencoder = None
+    if "generative" in pert:
+        name = pert["generative"]["model"]
+        autoencoder = zoo.load(name, params["generative"][name], model_root(params["generative"][name])).to(device)
+    return x, ids, build_frame(pert, x, ids, autoencoder), data_meta
+
+
+def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, points=POINTS,
+                 method: str | None = None, at=None):
+    """Frames (a FrameResult) of one fetched model at the suite's points with the suite's
+    perturbations (`at`: a `suite_frame` result to reuse, built here when None; `models_root`:
+    where the model's directory is, by default the suite's).  Imports torch: the stages that
+    only copy files do not."""
+    from tqdm import tqdm
+
+    from .frames import compute_frames
+    from .models import store, zoo
+
+    models_root = models_root or model_root(spec)
+    x, ids, frame, data_meta = at or suite_frame(params, points)
+    model = zoo.load(model_id, spec, models_root).to(x.device)
+    cfg = params["frames"]
+    method = method or spec.get("frames_method") or cfg["method"]
+    swapped = zoo.forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
+    pert = params["perturbations"]
+    with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
+        result = compute_frames(model, x, frame.vectors, layers_for(params, spec),
+                                labels=frame.labels, families=frame.families, point_ids=ids,
+                                chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
+                                on_progress=bar.update)
+    result.provenance.update({
+        "model": model_id, "role": spec["role"], "model_sha256": store.read_manifest(model_id, models_root)["sha256"],
+        "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
+        "suite": params["suite"], "code_version": code_version(), "device": x.device.type,
+        **({"swapped_for_forward_ad": swapped} if swapped else {})})
+    return result
+
+
+def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, accuracy: Mapping | None = None) -> dict:
+    """What the claims need to know about a model besides its frames: role, ε, accuracies, …
+
+    spec and accuracy default to the suite's entry and the evaluate stage's metrics/models.json.
+    """
+    from .attacks import published_threat, robust_key
+
+    spec = spec if spec is not None else params["models"][model_id]
+    acc = accuracy if accuracy is not None else evaluated(model_id)["accuracy"]
+    eps = params["attack"]["eps"]
+    if spec["source"] == "local" and spec.get("recipe") == "augmentation":
+        trained = [label for key, labels in _TRAINED_WITH.items() if spec.get(key) for label in labels]
+    else:
+        trained = list(spec.get("augmentations", []))
+    threat = "Linf" if spec.get("recipe") == "adversarial" else spec.get("threat_model")
+    own_threat = published_threat(spec.get("threat_model"), spec.get("eps"), eps)
+    return {"id": model_id, "role": spec["role"], "eps": float(spec.get("eps", 0.0)), "source": spec["source"],
+            "seed": spec.get("seed") if spec["source"] == "local" else None, "group": spec.get("group"),
+            "threat_model": threat if spec["role"] == "adversarial" else None,
+            "display_name": spec.get("display_name", model_id), "suite": params["suite"],
+            "accuracy": {"clean_acc": acc.get("clean_acc"), "robust_acc": acc.get(robust_key("Linf", eps)),
+                         "rotated_acc": acc.get("rotated_acc"), "translated_acc": acc.get("translated_acc"),
+                         "n_test": acc.get("n_test"), "n_attacked": acc.get("n_attacked"),
+                         "own_threat_robust_acc": acc.get(robust_key(*own_threat)) if own_threat else None},
+            "reference": dict(spec.get("reference") or {}), "augmentations": trained}
+
+
+def evaluated(model_id: str) -> dict:
+    """The evaluate stage's record of a model (identity and accuracies) in metrics/models.json."""
+    records = read_json(MODEL_METRICS) if MODEL_METRICS.is_file() else {}
+    if model_id not in records:
+        raise NFBenchError(f"{MODEL_METRICS} has no record of model {model_id!r}; run `nfbench evaluate` "
+                           f"(dvc repro evaluate) first")
+    return records[model_id]
