@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch._C._functorch as _functorch
 import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import jvp, vmap
 
+from . import _functorch
 from .errors import NFBenchError, one_of
 
 INPUT = "input"
@@ -116,39 +116,16 @@ class _Sink:
         self.vectors = 0                            # m, the frame vectors of this push
 
 
-def _tangent_gram(tangent: torch.Tensor, vectors: int) -> torch.Tensor:
-    """Gram of the m (= `vectors`) tangents behind one tangent seen inside `vmap(jvp(...))`.
-
-    There the tangent is a jvp wrapper around a tensor batched over the m frame vectors.
-    Unwrapping it (as torch itself does to print such tensors) takes about a microsecond and
-    hands all m vectors to one matmul, right where the layer's tangents appear, so they are
-    freed as the forward pass moves on.  A custom op with a vmap rule reaches the same tensor
-    through public API but at ~0.3 ms of dispatch per layer, a sixth of the engine's time on a
-    small CNN.  torch is pinned, and the tests compare these Grams with finite differences.
-    """
-    t = tangent
-    while _functorch.is_functorch_wrapped_tensor(t) and not _functorch.is_batchedtensor(t):
-        t = _functorch.get_unwrapped(t)
-    guard = torch._C._DisableFuncTorch()   # ops on the unwrapped tensor: plain tensor ops
-    try:
-        if _functorch.is_batchedtensor(t):
-            batch = _functorch.get_unwrapped(t).movedim(_functorch.maybe_get_bdim(t), 0)
-        else:                              # not batched: the same tangent for every vector
-            batch = t.expand(vectors, *t.shape)
-        return _gram(batch)
-    finally:
-        del guard
-
-
 def _reduce_dual(sink: _Sink, slot: int, output: torch.Tensor) -> None:
-    """Inside `jvp`: the activation's norm from the primal, the Gram from the tangent batch."""
+    """Inside `vmap(jvp(...))` (the fast path, `_functorch`): the activation's norm from the
+    primal, the Gram from the batch of the m vectors' tangents, as the layer's output appears."""
     primal, tangent = fwAD.unpack_dual(output)
     sink.norms[slot] = _norms(primal)
     if tangent is None:          # the output does not depend on the input: its tangents are 0
         k = sink.vectors
         sink.grams[slot] = torch.zeros(primal.shape[0], k, k, dtype=torch.float64, device=primal.device)
     else:
-        sink.grams[slot] = _tangent_gram(tangent, sink.vectors)
+        sink.grams[slot] = _functorch.reduce_tangent(tangent, sink.vectors, _gram)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -172,6 +149,7 @@ class _Observer:
         self.sink = _Sink()
         self.observed: dict[int, tuple] = {}      # id of an observed output -> (weak reference, slot)
         self.reduce: Callable[[int, torch.Tensor], None] = lambda slot, out: None
+        self.same_values = True
         named = dict(model.named_modules())
         points = dict.fromkeys((layer.module, layer.at) for layer in layers if layer.name not in (INPUT, LOGITS))
         self.handles = [named[m].register_forward_pre_hook(self._input_hook(m)) if at == "input"
@@ -194,7 +172,7 @@ class _Observer:
             if slot is None:
                 return
             ref, source = self.observed.get(id(inputs[0]), (None, None))
-            if isinstance(mod, _SAME_VALUES) and ref is not None and ref() is inputs[0]:
+            if self.same_values and isinstance(mod, _SAME_VALUES) and ref is not None and ref() is inputs[0]:
                 # a reshape of an observed output: the same inner products
                 self.sink.grams[slot], self.sink.norms[slot] = self.sink.grams[source], self.sink.norms[source]
             else:
@@ -202,8 +180,11 @@ class _Observer:
             self.observed[id(output)] = (weakref.ref(output), slot)
         return hook
 
-    def start(self, reduce: Callable[[int, torch.Tensor], None]) -> _Sink:
+    def start(self, reduce: Callable[[int, torch.Tensor], None], *, same_values: bool = True) -> _Sink:
+        """A fresh sink for one push; `reduce(slot, output)` for each observed output, except that
+        a reshape of an observed output reuses its Gram when `same_values` (reduce reduced it)."""
         self.calls, self.sink, self.reduce, self.observed = {}, _Sink(), reduce, {}
+        self.same_values = same_values
         return self.sink
 
     def remove(self) -> None:
@@ -424,10 +405,8 @@ class _Engine:
         """One pass of points x [P, ...] with their vectors frame [P, m, ...] through the model."""
         v = frame.to(self.device, self.dtype).transpose(0, 1).contiguous()  # m×P×…: vmapped dim first
         if self.method == "jvp":
-            sink = observer.start(lambda slot, out: _reduce_dual(sink, slot, out))
-            sink.vectors = v.shape[0]
             try:
-                logits, tangents = vmap(lambda t: jvp(self.model, (x,), (t,)), out_dims=(None, 0))(v)
+                logits, tangents, sink = (self._jvp if _functorch.AVAILABLE else self._public_jvp)(observer, x, v)
             except (NotImplementedError, RuntimeError) as exc:
                 err = _forward_ad_error(exc, self.model)
                 if err is None:
@@ -439,6 +418,28 @@ class _Engine:
         if self.logits_slot is not None:
             sink.grams[self.logits_slot], sink.norms[self.logits_slot] = _gram(tangents), _norms(logits)
         return sink
+
+    def _jvp(self, observer: _Observer, x: torch.Tensor, v: torch.Tensor):
+        """Each observed layer reduced to its Grams inside the forward pass (`_reduce_dual`)."""
+        sink = observer.start(lambda slot, out: _reduce_dual(sink, slot, out))
+        sink.vectors = v.shape[0]
+        logits, tangents = vmap(lambda t: jvp(self.model, (x,), (t,)), out_dims=(None, 0))(v)
+        return logits, tangents, sink
+
+    def _public_jvp(self, observer: _Observer, x: torch.Tensor, v: torch.Tensor):
+        """The same through public API alone: the observed outputs are returned by the function
+        jvp differentiates, so every layer's tangents [m, P, …] exist at once before reduction."""
+        seen: list[tuple[int, torch.Tensor]] = []   # copies: later in-place ops must not reach them
+        sink = observer.start(lambda slot, out: seen.append((slot, out.clone())), same_values=False)
+
+        def forward(inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            seen.clear()
+            return (self.model(inputs), *(out for _, out in seen))
+
+        outputs, tangents = vmap(lambda t: jvp(forward, (x,), (t,)), out_dims=(None, 0))(v)
+        for (slot, _), output, tangent in zip(seen, outputs[1:], tangents[1:]):
+            sink.norms[slot], sink.grams[slot] = _norms(output), _gram(tangent)
+        return outputs[0], tangents[0], sink
 
     def _fd(self, observer: _Observer, x: torch.Tensor, v: torch.Tensor):
         """Central differences ‖v‖(f(x+hu) − f(x−hu))/2h along u = v/‖v‖, one batch per push."""

@@ -350,3 +350,43 @@ def test_missing_forward_ad_rule_names_the_operator_and_the_fallback():
         compute_frames(Prototypes(), x, v, "all")
     approx = compute_frames(Prototypes(), x, v, "all", method="fd")
     assert torch.isfinite(approx.grams).all()
+
+
+def batchnorm_net():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(4 * 36, 3)).eval()
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.5, 2)
+    return model
+
+
+@pytest.mark.parametrize("build, layers", [
+    (smooth_cnn, "all"),
+    (lambda: Residual(), ["conv1", "relu", "conv2", "skip", "logits"]),   # in-place ops after observation
+    (lambda: ConstantBranch(), ["head", "offset", "logits"]),             # a layer with no tangent
+    (lambda: PooledHead(), ["conv", "fc:input", "logits"]),               # an observed module input
+    (batchnorm_net, "all"),                                               # Flatten reuses its input's Gram
+])
+def test_the_public_torch_func_path_gives_the_fast_paths_frames(build, layers, monkeypatch):
+    """The engine's fast path reads tangents through torch internals (benchmark/_functorch.py);
+    without them it pushes the frame through public `torch.func` alone.  Both give one frame."""
+    from benchmark import _functorch
+
+    assert _functorch.AVAILABLE                       # the pinned torch: the fast path is the one in use
+    torch.manual_seed(1)
+    model = build()
+    x, v = points()
+    fast = compute_frames(model, x, v, layers)
+    monkeypatch.setattr(_functorch, "AVAILABLE", False)
+    public = compute_frames(model, x, v, layers)
+    assert public.layers == fast.layers
+    assert rel_err(public.grams, fast.grams) < 1e-13
+    assert torch.allclose(public.act_norms, fast.act_norms, rtol=1e-14, atol=0)
+
+
+def test_the_fast_path_is_refused_on_an_untested_torch(monkeypatch):
+    from benchmark import _functorch
+
+    monkeypatch.setattr(torch, "__version__", "9.9.0")
+    assert not _functorch._available()
