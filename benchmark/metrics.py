@@ -27,7 +27,7 @@ from .errors import NFBenchError, one_of
 from .frames import INPUT, LOGITS, FrameResult
 
 __all__ = [
-    "relative_sensitivity", "family_sensitivity", "label_sensitivity", "family_to_noise",
+    "relative_sensitivity", "family_sensitivity", "label_sensitivity",
     "cosine_matrix", "effective_rank", "log_volume", "principal_angles",
     "relative_depth", "penultimate_index", "FrameStatistics", "frame_statistics",
     "as_float64", "nanmean", "layer_means", "layer_summary",
@@ -236,21 +236,6 @@ def label_sensitivity(result: FrameResult, label: str) -> torch.Tensor:
         raise NFBenchError(one_of(label, result.labels, "frame vector label"))
     mask = torch.tensor([other == label for other in result.labels])
     return _masked_nanmean(relative_sensitivity(result), mask)
-
-
-def family_to_noise(result: FrameResult, family: str, reference: str = "noise") -> torch.Tensor:
-    """Family sensitivity over the reference family's (random directions') sensitivity: [L, B].
-
-    Whether a layer treats a kind of perturbation differently from random directions of the
-    same input: < 1 means the family is suppressed more than noise (invariance beyond generic
-    contraction), > 1 amplified more.  Exactly 1 at the input layer.  nan where either
-    sensitivity is undefined or the reference's is 0 (noise fully killed: the ratio is
-    undefined, not inf).  Unknown family or reference -> NFBenchError.
-    """
-    num = family_sensitivity(result, family)
-    den = family_sensitivity(result, reference)
-    ok = den > 0
-    return torch.where(ok, num / torch.where(ok, den, 1.0), _NAN)
 
 
 def relative_depth(result: FrameResult) -> torch.Tensor:

@@ -227,7 +227,14 @@ def test_submit_writes_one_entry_with_scores_and_provenance(project, capsys):
     assert entry["spec"]["mean"] == [0.1307] and entry["spec"]["std"] == [0.3081]
     assert set(entry["scores"]) == set(lb.SCORES) | {lb.BY_LABEL}
     assert set(entry["scores"][lb.BY_LABEL]) == {"rotate", "translate_x"}
-    assert 0 <= entry["scores"]["clean_acc"] <= 1 and entry["penultimate"]["layer"] == "act"
+    assert entry["penultimate"]["layer"] == "act"
+    from benchmark.models import zoo
+    from benchmark.pipeline import load_points
+
+    x, y, _, _ = load_points(project / "data" / "points.safetensors")   # its accuracy, recomputed by hand
+    net = zoo.load("tiny-a", entry["spec"], project / "models" / "submissions")
+    with torch.no_grad():
+        assert entry["scores"]["clean_acc"] == (net(x).argmax(1) == y).double().mean().item()
     provenance = entry["provenance"]
     for key in ("code_version", "params_sha256", "dataset_hash", "points_sha256", "checkpoint_sha256",
                 "card_sha256", "reference_sha256", "date"):

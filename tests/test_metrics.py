@@ -140,27 +140,6 @@ def test_family_mean_skips_undefined_vectors():
     torch.testing.assert_close(fam[:, 1], (s[:, 1, 0] + s[:, 1, 1]) / 2, rtol=1e-14, atol=0)
 
 
-def test_family_to_noise_hand_made():
-    e = np.eye(4)[None]                              # B=1, k=4 unit vectors, ‖x‖ = 2
-    scales = np.array([0.5, 0.25, 2.0, 4.0])[None, :, None]
-    families = ["augmentation", "augmentation", "noise", "noise"]
-    # layer1: aug scaled 0.5, 0.25, noise 2, 4, ‖f‖ = 4  -> sens aug .25,.125 / noise 1, 2
-    # layer2: everything killed except... noise killed -> ratio undefined
-    layer2 = e * np.array([1.0, 1.0, 0.0, 0.0])[None, :, None]
-    result = make_result([e, e * scales, layer2], [[2.0], [4.0], [1.0]], families=families)
-    ratio = M.family_to_noise(result, "augmentation")
-    assert ratio.shape == (3, 1)
-    assert ratio[0, 0] == 1.0
-    assert ratio[1, 0].item() == pytest.approx((0.25 + 0.125) / 2 / ((1 + 2) / 2), rel=1e-14)
-    assert ratio[1, 0].item() == pytest.approx(0.125, rel=1e-14)
-    assert torch.isnan(ratio[2, 0])
-    # the reference family is a parameter
-    inv = M.family_to_noise(result, "noise", reference="augmentation")
-    assert inv[1, 0].item() == pytest.approx(8.0, rel=1e-14)
-    with pytest.raises(NFBenchError):
-        M.family_to_noise(result, "augmentation", reference="gaussian")
-
-
 # ------------------------------------------------------------------------- cosine / rank
 
 

@@ -84,6 +84,23 @@ def test_reports_are_written_and_deterministic(tmp_path, stats, claims):
         (tmp_path / "a/figures/sensitivity_noise.svg").read_bytes()
 
 
+@pytest.mark.parametrize("family", ["noise", "augmentation"])
+def test_the_sensitivity_figure_draws_each_entrys_mean_over_points_and_seeds(stats, family):
+    """The plotted curves, read back from the figure, against numpy's nanmean of the statistics."""
+    fig = R.sensitivity_figure(stats, family)
+    curves = {line.get_label(): line for line in fig.axes[0].lines if line.get_marker() == "o"}
+    assert len(curves) == len(R.entries(stats))
+    for entry, ids in R.entries(stats).items():
+        with np.errstate(all="ignore"):
+            per_model = [np.nanmean(stats[m].family(family).numpy(), axis=1) for m in ids]
+        expected = np.mean(per_model, axis=0)
+        depth = stats[ids[0]].depth.numpy()
+        shown = expected > 0
+        line = curves[R._label(stats, entry, ids)]
+        np.testing.assert_allclose(line.get_xdata(), depth[shown], rtol=0, atol=0)
+        np.testing.assert_allclose(line.get_ydata(), expected[shown], rtol=1e-12)
+
+
 def test_claims_markdown_has_one_row_per_claim_row(tmp_path, claims):
     text = R.claims_markdown(claims, "../tasks")
     lines = table_lines(text)
