@@ -16,6 +16,8 @@ import torch
 import yaml
 
 from benchmark import claims as C
+from benchmark.claims.resample import _spearman as spearman
+from benchmark.claims.statistics import _gap_mean_depth as gap_mean_depth_of
 from benchmark.errors import NFBenchError
 from benchmark.metrics import FrameStatistics
 
@@ -294,7 +296,7 @@ def test_gap_mean_depth_is_one_minus_the_area_under_the_normalized_gap():
     gap = np.cumsum(rng.normal(0.1, 0.5, size=(50, depth.size)), axis=1)
     gap[:, 0] = 0.0
     area = np.array([np.trapezoid(g / g[-1], depth) for g in gap])     # the trapezoid rule, independently
-    got = C._gap_mean_depth(gap, depth)
+    got = gap_mean_depth_of(gap, depth)
     positive = gap[:, -1] > 0
     assert np.allclose(got[positive], 1 - area[positive], atol=1e-12)
     assert np.isnan(got[~positive]).all() and (~positive).any()
@@ -334,7 +336,7 @@ def test_spearman_ranks_match_scipy_with_ties():
     for _ in range(20):
         x, y = rng.integers(0, 4, size=7).astype(float), rng.integers(0, 5, size=7).astype(float)
         expected = scipy.stats.spearmanr(x, y).statistic
-        got = C._spearman(x, y)
+        got = spearman(x, y)
         assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(expected)
 
 

@@ -1,0 +1,296 @@
+"""Every measure of every task on a suite's statistics: the rows, their intervals and verdicts."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import NFBenchError
+from ..metrics import FrameStatistics
+from ..vocab import TRANSFORMS
+from .resample import _Context, _Draws, _NotRun
+from .schema import LADDER, LADDER_MIN_LEVELS, PER_ROLE, TRAINED, TWO_GROUP, Measure, Task
+from .statistics import STATISTICS
+
+
+def evaluate(tasks: list[Task], stats: Mapping[str, FrameStatistics], *, seed: int = 0) -> dict:
+    """Every measure of every task on one suite's statistics -> JSON-able result."""
+    stats = {m: stats[m] for m in sorted(stats)}
+    n_points = _check_points(stats)
+    suites = sorted({str(st.meta.get("suite", "")) for st in stats.values()} - {""})
+    rows: list[dict] = []
+    cache: dict = {}
+    for task in tasks:
+        task_rows: list[dict] = []
+        for i, measure in enumerate(task.measures):
+            task_rows += _evaluate_measure(task, i, measure, stats, seed, n_points, cache)
+        seen: dict[tuple, int] = {}
+        for row in task_rows:               # keep (task, statistic, subject) unique: it is the row's key
+            key = (row["statistic"], row["subject"])
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:
+                row["subject"] += f" #{seen[key]}"
+        rows += task_rows
+    return {"suite": "+".join(suites), "seed": int(seed),
+            "tasks": {t.id: {"claim": t.claim, "operationalization": t.operationalization,
+                             "file": Path(t.path).name} for t in tasks},
+            "rows": rows}
+
+
+def _check_points(stats: Mapping[str, FrameStatistics]) -> int:
+    ids = list(stats)
+    if not ids:
+        return 0
+    first = np.asarray(stats[ids[0]].point_ids)
+    for m in ids[1:]:
+        other = np.asarray(stats[m].point_ids)
+        if other.shape != first.shape or not np.array_equal(other, first):
+            raise NFBenchError(f"the frame statistics of {ids[0]} and {m} are on different evaluation points; "
+                               f"every model of a suite must be evaluated on the suite's points "
+                               f"(rerun `nfbench frames` and `nfbench metrics`)")
+    return int(first.shape[0])
+
+
+def _models_of(stats, roles) -> list[str]:
+    return [m for m, st in stats.items() if st.meta.get("role") in roles]
+
+
+def ladder_models(stats: Mapping[str, FrameStatistics], roles=("standard", "adversarial")) -> list[str]:
+    """The models of an ε ladder: those of `roles` on one ε scale, L∞ radii (a model of another
+    threat model, e.g. L2 at ε = 0.5, is not a point of it)."""
+    return [m for m in _models_of(stats, roles) if stats[m].meta.get("threat_model") in (None, "Linf")]
+
+
+def _units(measure: Measure, stats) -> list[tuple[str, dict[str, list[str]], dict, dict[str, int]] | tuple[str, str]]:
+    """What a measure is computed on: (label, groups, subject, n_models) units, or (label, reason)."""
+    design = STATISTICS[measure.statistic].design
+    # the groups of models
+    if design == TWO_GROUP:
+        control = measure.compare["control"]
+        treatments = measure.compare["treatment"]
+        designs = [(t if len(treatments) > 1 else "", {"treatment": _models_of(stats, [t]),
+                                                       "control": _models_of(stats, [control])}, t, control)
+                   for t in treatments]
+    elif design == PER_ROLE:
+        designs = [(r, {"role": _models_of(stats, [r])}, r, None) for r in measure.compare["roles"]]
+    else:
+        roles = measure.compare["ladder"]
+        ids = ladder_models(stats, roles)
+        levels: dict[str, list[str]] = {}
+        for m in ids:
+            levels.setdefault(f"eps={float(stats[m].meta.get('eps') or 0.0)!r}", []).append(m)
+        designs = [("ε ~", levels, "+".join(roles), None)]
+
+    units: list = []
+    for prefix, groups, treatment, control in designs:
+        label = (f"{treatment}/{control}:" if design == TWO_GROUP and prefix
+                 else f"{prefix}:" if design == PER_ROLE else prefix)
+        empty = [name for name, ids in groups.items() if not ids]
+        if design == LADDER:
+            if not groups:
+                units.append((_join(label, _what(measure)), f"no models with role {treatment}"))
+                continue
+            if len(groups) < LADDER_MIN_LEVELS:
+                units.append((_join(label, _what(measure)),
+                              f"no ε ladder: {len(groups)} distinct ε among the {treatment} models "
+                              f"(needs {LADDER_MIN_LEVELS})"))
+                continue
+        elif empty:
+            role = {"treatment": treatment, "control": control, "role": treatment}[empty[0]]
+            units.append((_join(label, _what(measure)), f"no models with role {role} in this suite"))
+            continue
+        for subject, sub_groups in _subjects(measure, groups, stats, treatment):
+            if isinstance(sub_groups, str):
+                units.append((_join(label, subject), sub_groups))
+                continue
+            n_models = _count_roles(sub_groups, stats)
+            units.append((_join(label, subject), sub_groups, _subject_dict(measure, subject), n_models))
+    return units
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _what(measure: Measure) -> str:
+    p = measure.perturbation
+    if measure.accuracy is not None:
+        return measure.accuracy
+    if p is None:
+        return "frame"
+    if "labels" in p:
+        return "trained augmentations" if p["labels"] == TRAINED else ", ".join(p["labels"])
+    return ", ".join(p["family"])
+
+
+def _subject_dict(measure: Measure, subject: str) -> dict:
+    p = measure.perturbation
+    if measure.accuracy is not None and p is None:
+        return {"accuracy": measure.accuracy}
+    if p is None:
+        return {}
+    name = subject.split(" vs ")[0]
+    reference = {"reference": p["reference"]} if "reference" in p else {}
+    if "labels" in p and measure.aggregate["labels"]:
+        return {"labels": tuple(name.split("+")), **reference}
+    return {"label": name, **reference} if "labels" in p else {"family": name, **reference}
+
+
+def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: str):
+    """(subject, groups) per perturbation subject; groups is a reason string when not runnable."""
+    p = measure.perturbation
+    if p is None:
+        return [(measure.accuracy or "frame", groups)]
+    if "family" in p:
+        return [(f"{f} vs {p['reference']}" if "reference" in p else f, groups) for f in p["family"]]
+    vs = f" vs {p['reference']}" if "reference" in p else ""
+    pooled = measure.aggregate["labels"] is not None
+    if p["labels"] != TRAINED:
+        return [("+".join(p["labels"]) + vs, groups)] if pooled else [(label + vs, groups) for label in p["labels"]]
+    trained: dict[str, None] = {}
+    for m in groups["treatment"]:
+        for label in stats[m].meta.get("augmentations") or []:
+            trained[label] = None
+    if not trained:
+        return [("trained augmentations", f"the {treatment} models record no trained augmentations "
+                                          f"(meta.augmentations)")]
+    order = {label: i for i, label in enumerate(TRANSFORMS)}
+    ordered = sorted(trained, key=lambda aug: (order.get(aug, len(order)), aug))
+    if pooled:                 # the labels every treatment model was trained with, as one subject
+        common = [aug for aug in ordered
+                  if all(aug in (stats[m].meta.get("augmentations") or []) for m in groups["treatment"])]
+        if not common:
+            return [("trained augmentations", f"the {treatment} models share no trained augmentation to pool")]
+        return [("+".join(common) + vs, groups)]
+    out = []
+    for label in ordered:
+        with_label = [m for m in groups["treatment"] if label in (stats[m].meta.get("augmentations") or [])]
+        out.append((label + vs, {**groups, "treatment": with_label}))
+    return out
+
+
+def _count_roles(groups: dict[str, list[str]], stats) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in sorted({m for ids in groups.values() for m in ids}):
+        role = str(stats[m].meta.get("role"))
+        counts[role] = counts.get(role, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _stratum(st: FrameStatistics) -> tuple:
+    """What makes models of one group different recipes rather than seeds of one: ε and the
+    augmentations trained with."""
+    return (float(st.meta.get("eps") or 0.0), tuple(st.meta.get("augmentations") or ()))
+
+
+def _rng(seed: int, *key: Any) -> np.random.Generator:
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32("|".join(map(str, key)).encode())])
+
+
+def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int, n_points: int,
+                      cache: dict) -> list[dict]:
+    stat = STATISTICS[measure.statistic]
+    base = {"task": task.id, "claim": task.claim, "statistic": measure.statistic,
+            "expected": expected_text(measure.expected), "expectation": _json_safe(measure.expected),
+            "confidence": measure.bootstrap["confidence"], "n_points": n_points}
+    rows = []
+    for unit in _units(measure, stats):
+        if len(unit) == 2:
+            rows.append(_not_run(base, unit[0], unit[1], {}))
+            continue
+        label, groups, subject, n_models = unit
+        draws = _Draws(_rng(seed, task.id, index, label), n_points, measure.bootstrap["samples"],
+                       {g: [(stats[m].meta.get("seed"), _stratum(stats[m])) for m in ids] for g, ids in groups.items()})
+        ctx = _Context(stats, measure, groups, subject, label, draws, cache)
+        try:
+            computed = stat.fn(ctx)
+        except _NotRun as exc:
+            rows.append(_not_run(base, label, str(exc), n_models))
+            continue
+        rows += [{**_row(base, name, reps, measure, n_models), "paired_by_seed": draws.paired}
+                 for name, reps in computed]
+    return rows
+
+
+def _json_safe(expected: dict) -> dict:
+    """The expectation as JSON can hold it: an unbounded bin edge (±inf) becomes null."""
+    if "finding" not in expected:
+        return dict(expected)
+    return {"finding": {name: [e if math.isfinite(e) else None for e in edges]
+                        for name, edges in expected["finding"].items()}}
+
+
+def _not_run(base: dict, subject: str, reason: str, n_models: dict) -> dict:
+    return {**base, "subject": subject, "value": None, "ci_low": None, "ci_high": None,
+            "verdict": "not run", "category": None, "reason": reason, "n_models": n_models}
+
+
+def _row(base: dict, subject: str, reps: np.ndarray, measure: Measure, n_models: dict) -> dict:
+    value = float(reps[0])
+    if not math.isfinite(value):
+        return _not_run(base, subject, "the statistic is undefined on these data "
+                                       "(no defined sensitivities, or a zero denominator)", n_models)
+    boot = reps[1:]
+    finite = boot[np.isfinite(boot)]
+    alpha = 1 - measure.bootstrap["confidence"]
+    undefined = 1 - len(finite) / len(boot)
+    if undefined > alpha or len(finite) == 0:
+        low = high = None
+    else:
+        low, high = (float(q) for q in np.quantile(finite, [alpha / 2, 1 - alpha / 2]))
+    v, category, category_range = verdict(measure.expected, value, low, high)
+    row = {**base, "subject": subject, "value": value, "ci_low": low, "ci_high": high, "verdict": v,
+           "category": category, "reason": None, "n_models": n_models}
+    if category_range is not None:
+        row["category_range"] = category_range
+    if undefined > 0:
+        row["undefined_fraction"] = float(undefined)
+    if low is None:
+        row["reason"] = f"{undefined:.0%} of the bootstrap replicates are undefined"
+    return row
+
+
+def verdict(expected: dict, value: float, low: float | None, high: float | None) -> tuple[str, str | None, str | None]:
+    """(verdict, category, category range) of a point estimate and its interval (see module doc)."""
+    if "finding" in expected:
+        bins = expected["finding"]
+        category = _bin(bins, value)
+        if low is None or high is None:
+            return "finding", category, f"{category}..undetermined"
+        lo_bin, hi_bin = _bin(bins, low), _bin(bins, high)
+        return "finding", category, (None if lo_bin == hi_bin == category else f"{lo_bin}..{hi_bin}")
+    if low is None or high is None:
+        return "inconclusive", None, None
+    direction, t, m = expected["direction"], expected["threshold"], expected["margin"]
+    boundary = t - m if direction in ("below", "at_least") else t + m
+    claim_side = {"below": high < boundary, "at_most": high <= boundary,
+                  "above": low > boundary, "at_least": low >= boundary}[direction]
+    other_side = {"below": low >= boundary, "at_most": low > boundary,
+                  "above": high <= boundary, "at_least": high < boundary}[direction]
+    return ("supported" if claim_side else "not supported" if other_side else "inconclusive"), None, None
+
+
+def _bin(bins: dict, value: float) -> str:
+    names = list(bins)
+    for i, name in enumerate(names):
+        lo, hi = bins[name]
+        if lo <= value < hi or (i == len(names) - 1 and value == hi):
+            return name
+    return "outside the bins"
+
+
+def expected_text(expected: dict) -> str:
+    """Human text of an expectation: `< 0.95 (threshold 1, margin 0.05)`, or the finding's bins."""
+    if "finding" in expected:
+        bins = list(expected["finding"].items())
+        return "finding: " + ", ".join(f"{name} [{lo:.3g}, {hi:.3g}{']' if i == len(bins) - 1 else ')'}"
+                                       for i, (name, (lo, hi)) in enumerate(bins))
+    d, t, m = expected["direction"], expected["threshold"], expected["margin"]
+    sign = {"below": "<", "above": ">", "at_least": "≥", "at_most": "≤"}[d]
+    boundary = t - m if d in ("below", "at_least") else t + m
+    return f"{sign} {boundary:.3g} (threshold {t:.3g}, margin {m:.3g})"

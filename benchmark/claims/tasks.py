@@ -1,0 +1,287 @@
+"""tasks/*.yaml read and validated into `Task`s; every error names the file and the key path."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import read_yaml
+from ..errors import NFBenchError, one_of
+from ..vocab import FAMILIES, ROLES, TRANSFORMS
+from .schema import (
+    ACCURACIES,
+    AGGREGATIONS,
+    DIRECTIONS,
+    LADDER,
+    LAYER_NAMES,
+    PER_ROLE,
+    TRAINED,
+    TWO_GROUP,
+    Measure,
+    Task,
+)
+from .statistics import STATISTICS, Statistic
+
+_TOP_KEYS = ("id", "claim", "operationalization", "compare", "perturbation", "layers", "accuracy",
+             "statistic", "expected", "aggregate", "bootstrap", "measures")
+_MEASURE_KEYS = ("compare", "perturbation", "layers", "accuracy", "statistic", "expected",
+                 "aggregate", "bootstrap")
+_DEFAULTS = {"aggregate": {"points": "mean", "models": "mean", "overall": None, "labels": None},
+             "bootstrap": {"samples": 2000, "confidence": 0.95}}
+_LABEL = re.compile(r"^[A-Za-z0-9_.-]+/\d+$")   # noise/3, vae/5: the other families' labels
+
+
+
+def load_tasks(directory: str | Path) -> list[Task]:
+    """Every tasks/*.yaml, validated, sorted by file name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NFBenchError(f"{directory}: task directory not found")
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise NFBenchError(f"{directory}: no task files (*.yaml)")
+    tasks = [load_task(p) for p in files]
+    seen: dict[str, str] = {}
+    for t in tasks:
+        if t.id in seen:
+            raise NFBenchError(f"{t.path}: id: {t.id!r} is also the id of {seen[t.id]}")
+        seen[t.id] = t.path
+    return tasks
+
+
+def load_task(path: str | Path) -> Task:
+    path = Path(path)
+    raw = read_yaml(path)
+    where = str(path)
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping with keys {', '.join(_TOP_KEYS)}")
+    _known_keys(raw, _TOP_KEYS, where)
+    for key in ("id", "claim", "operationalization"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise NFBenchError(f"{where}: {key}: required, a non-empty string")
+    if raw["id"] != path.stem:
+        raise NFBenchError(f"{where}: id: must equal the file name {path.stem!r}, got {raw['id']!r}")
+    shared = {k: raw[k] for k in _MEASURE_KEYS if k in raw}
+    if "measures" in raw:
+        entries = raw["measures"]
+        if not isinstance(entries, list) or not entries:
+            raise NFBenchError(f"{where}: measures: must be a non-empty list of mappings")
+        measures = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise NFBenchError(f"{where}: measures[{i}]: must be a mapping of {', '.join(_MEASURE_KEYS)}")
+            _known_keys(entry, _MEASURE_KEYS, f"{where}: measures[{i}]")
+            measures.append(_measure({**shared, **entry}, where, f"measures[{i}].", set(entry)))
+    else:
+        measures = [_measure(shared, where, "", set(shared))]
+    return Task(raw["id"], " ".join(raw["claim"].split()), " ".join(raw["operationalization"].split()),
+                where, tuple(measures))
+
+
+def _sub(where: str, key: str) -> str:
+    """The key path of `key` below `where` ("file" or "file: a.b")."""
+    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
+
+
+def _known_keys(raw: Mapping, valid, where: str) -> None:
+    for key in raw:
+        if key not in valid:
+            raise NFBenchError(f"{_sub(where, str(key))}: {one_of(str(key), valid, 'key')}")
+
+
+def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
+    def at(key: str) -> str:             # the key path of a field: its own, or the shared top level
+        return f"{where}: {prefix if key in own else ''}{key}"
+
+    if "statistic" not in raw:
+        raise NFBenchError(f"{at('statistic')}: required; one of {', '.join(STATISTICS)}")
+    name = raw["statistic"]
+    if name not in STATISTICS:
+        raise NFBenchError(f"{at('statistic')}: {one_of(str(name), STATISTICS, 'statistic')}")
+    stat = STATISTICS[name]
+    for key in ("expected", "compare"):
+        if key not in raw:
+            raise NFBenchError(f"{at(key)}: required")
+    compare = _compare(raw["compare"], stat.design, at("compare"))
+    perturbation = _perturbation(raw.get("perturbation"), stat, at("perturbation"))
+    layers = _layers(raw.get("layers"), stat, at("layers"))
+    accuracy = raw.get("accuracy")
+    if accuracy is not None and accuracy not in ACCURACIES:
+        raise NFBenchError(f"{at('accuracy')}: {one_of(str(accuracy), ACCURACIES, 'accuracy')}")
+    stat.check(perturbation, layers, accuracy, at)
+    aggregate = _aggregate(raw.get("aggregate"), at("aggregate"))
+    if aggregate["overall"] and not stat.overall:
+        raise NFBenchError(f"{at('aggregate')}.overall: statistic {name!r} has no per-layer rows to combine")
+    if aggregate["labels"] and "labels" not in (perturbation or {}):
+        raise NFBenchError(f"{at('aggregate')}.labels: pools the labels of `perturbation: {{labels: ...}}`; "
+                           f"this measure selects none")
+    return Measure(name, compare, perturbation, layers, accuracy, _expected(raw["expected"], at("expected")),
+                   aggregate, _bootstrap(raw.get("bootstrap"), at("bootstrap")))
+
+
+def _names(value, valid, noun: str, where: str, kind: str | None = None) -> list[str]:
+    """One name or a list of names, each one of `valid` (`kind` names them in the error)."""
+    names = value if isinstance(value, list) else [value]
+    if not names:
+        raise NFBenchError(f"{where}: must name at least one {noun} ({', '.join(valid)})")
+    for name in names:
+        if name not in valid:
+            raise NFBenchError(f"{where}: {one_of(str(name), valid, kind or noun)}")
+    return list(names)
+
+
+def _role_list(value, where: str) -> list[str]:
+    roles = _names(value, ROLES, "role", where)
+    if len(set(roles)) != len(roles):
+        raise NFBenchError(f"{where}: names a role twice")
+    return roles
+
+
+def _compare(raw, design: str, where: str) -> dict:
+    forms = {TWO_GROUP: ("treatment", "control"), PER_ROLE: ("roles",), LADDER: ("ladder",)}
+    keys = forms[design]
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping with {' and '.join(keys)}")
+    for key in raw:
+        if key not in keys:
+            raise NFBenchError(f"{where}.{key}: {one_of(str(key), keys, 'key')} for a {design} statistic")
+    for key in keys:
+        if key not in raw:
+            raise NFBenchError(f"{where}.{key}: required for a {design} statistic")
+    out = {key: _role_list(raw[key], f"{where}.{key}") for key in keys}
+    if design == TWO_GROUP:
+        if len(out["control"]) != 1:
+            raise NFBenchError(f"{where}.control: must be a single role")
+        out["control"] = out["control"][0]
+        if out["control"] in out["treatment"]:
+            raise NFBenchError(f"{where}: the control role {out['control']!r} is also a treatment")
+    return out
+
+
+def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping with family or labels (and optionally reference)")
+    _known_keys(raw, ("family", "labels", "reference"), where)
+    if ("family" in raw) == ("labels" in raw):
+        raise NFBenchError(f"{where}: give exactly one of family or labels")
+    out: dict[str, Any] = {}
+    if "family" in raw:
+        out["family"] = _names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family")
+    else:
+        labels = raw["labels"]
+        if labels != TRAINED:
+            if not isinstance(labels, list) or not labels:
+                raise NFBenchError(f"{where}.labels: must be {TRAINED!r} or a non-empty list of frame labels")
+            for label in labels:
+                if not isinstance(label, str) or not (label in TRANSFORMS or _LABEL.match(label)):
+                    raise NFBenchError(f"{where}.labels: {label!r} is not a frame label "
+                                       f"({', '.join(TRANSFORMS)}, or family/index such as noise/0)")
+        out["labels"] = labels
+    if "reference" in raw:
+        out["reference"] = _names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
+        if len(out["reference"]) != 1:
+            raise NFBenchError(f"{where}.reference: must be a single family")
+        out["reference"] = out["reference"][0]
+    return out
+
+
+def _layers(raw, stat: Statistic, where: str) -> list | None:
+    if raw is None:
+        return None
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise NFBenchError(f"{where}: must select at least one layer")
+    out: list = []
+    for i, item in enumerate(items):
+        w = f"{where}[{i}]" if isinstance(raw, list) else where
+        if isinstance(item, Mapping):
+            _known_keys(item, ("after_depth", "up_to_depth"), w)
+            if not item:
+                raise NFBenchError(f"{w}: a depth selection needs after_depth and/or up_to_depth")
+            sel = {"after_depth": item.get("after_depth"), "up_to_depth": item.get("up_to_depth", 1.0)}
+            for key, value in sel.items():
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not 0 <= value <= 1):
+                    raise NFBenchError(f"{w}.{key}: must be a relative depth in [0, 1], got {value!r}")
+            if sel["after_depth"] is not None and sel["after_depth"] >= sel["up_to_depth"]:
+                raise NFBenchError(f"{w}: after_depth must be below up_to_depth")
+            out.append(sel)
+        elif item in LAYER_NAMES:
+            out.append(item)
+        else:
+            raise NFBenchError(f"{w}: {one_of(str(item), LAYER_NAMES, 'layer selection')} "
+                               f"(or a mapping {{after_depth: d, up_to_depth: d}})")
+    return out
+
+
+def _number(value, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise NFBenchError(f"{where}: must be a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def _expected(raw, where: str) -> dict:
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be {{direction, threshold, margin}} or {{finding: {{bin: [lo, hi]}}}}")
+    if "finding" in raw:
+        _known_keys(raw, ("finding",), where)
+        bins = raw["finding"]
+        if not isinstance(bins, Mapping) or not bins:
+            raise NFBenchError(f"{where}.finding: must map category names to [low, high] intervals")
+        out = {}
+        for name, edges in bins.items():
+            if (not isinstance(edges, list) or len(edges) != 2
+                    or any(isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges)
+                    or not edges[0] < edges[1]):
+                raise NFBenchError(f"{where}.finding.{name}: must be [low, high] with low < high, got {edges!r}")
+            out[str(name)] = [float(edges[0]), float(edges[1])]
+        ordered = sorted(out.values())
+        if any(a[1] > b[0] for a, b in zip(ordered, ordered[1:])):
+            raise NFBenchError(f"{where}.finding: the bins overlap")
+        return {"finding": dict(sorted(out.items(), key=lambda kv: kv[1][0]))}
+    _known_keys(raw, ("direction", "threshold", "margin"), where)
+    for key in ("direction", "threshold", "margin"):
+        if key not in raw:
+            raise NFBenchError(f"{where}.{key}: required (or give finding: instead)")
+    if raw["direction"] not in DIRECTIONS:
+        raise NFBenchError(f"{where}.direction: {one_of(str(raw['direction']), DIRECTIONS, 'direction')}")
+    return {"direction": raw["direction"], "threshold": _number(raw["threshold"], f"{where}.threshold"),
+            "margin": _number(raw["margin"], f"{where}.margin", 0.0)}
+
+
+def _aggregate(raw, where: str) -> dict:
+    if raw is None:
+        return dict(_DEFAULTS["aggregate"])
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping of points, models, overall, labels")
+    _known_keys(raw, ("points", "models", "overall", "labels"), where)
+    out = {**_DEFAULTS["aggregate"], **raw}
+    for key in ("points", "models"):
+        if out[key] not in AGGREGATIONS:
+            raise NFBenchError(f"{where}.{key}: {one_of(str(out[key]), AGGREGATIONS, 'aggregation')}")
+    if out["overall"] not in (None, "geomean"):
+        raise NFBenchError(f"{where}.overall: must be geomean (a row combining the layers) or absent")
+    if out["labels"] not in (None, "geomean"):
+        raise NFBenchError(f"{where}.labels: must be geomean (one subject pooling the labels) or absent "
+                           f"(a row per label)")
+    return out
+
+
+def _bootstrap(raw, where: str) -> dict:
+    if raw is None:
+        return dict(_DEFAULTS["bootstrap"])
+    if not isinstance(raw, Mapping):
+        raise NFBenchError(f"{where}: must be a mapping of samples, confidence")
+    _known_keys(raw, ("samples", "confidence"), where)
+    out = {**_DEFAULTS["bootstrap"], **raw}
+    if isinstance(out["samples"], bool) or not isinstance(out["samples"], int) or out["samples"] < 100:
+        raise NFBenchError(f"{where}.samples: must be an integer ≥ 100, got {out['samples']!r}")
+    c = out["confidence"]
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
+        raise NFBenchError(f"{where}.confidence: must be a number in (0, 1), got {c!r}")
+    return {"samples": out["samples"], "confidence": float(c)}
