@@ -7,6 +7,7 @@ one-line message on bad input.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import warnings
 from pathlib import Path
@@ -276,14 +277,23 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nfbench", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _stage_commands(sub)
+    _leaderboard_commands(sub)
+    _suite_commands(sub)
+    return p
 
-    def stage(name, func, help_text, tracked=False):
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.set_defaults(func=func)
-        if tracked:
-            sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-        return sp
 
+def _command(sub, name, func, help_text, tracked=False) -> argparse.ArgumentParser:
+    sp = sub.add_parser(name, help=help_text, description=help_text)
+    sp.set_defaults(func=func)
+    if tracked:
+        sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    return sp
+
+
+def _stage_commands(sub) -> None:
+    """One per DVC stage, in pipeline order."""
+    stage = functools.partial(_command, sub)
     sp = stage("data", cmd_data, "evaluation points of the suite's dataset (stage 1)")
     sp.add_argument("--download", action="store_true",
                     help="download a torchvision dataset (mnist, cifar10) into data.root first (needs network)")
@@ -307,11 +317,17 @@ def parser() -> argparse.ArgumentParser:
                "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
     sp.add_argument("--suite")
     sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
-    sp = sp.add_subparsers(dest="what").add_parser("verify", help="recompute a submitted entry from its card; "
-                                                   "exit non-zero when it does not reproduce within tolerance")
-    sp.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
-    sp.add_argument("--suite", default=argparse.SUPPRESS)
-    sp.set_defaults(func=cmd_leaderboard_verify)
+    verify = sp.add_subparsers(dest="what").add_parser(
+        "verify", help="recompute a submitted entry from its card; exit non-zero when it does not reproduce "
+                       "within tolerance")
+    verify.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
+    verify.add_argument("--suite", default=argparse.SUPPRESS)
+    verify.set_defaults(func=cmd_leaderboard_verify)
+
+
+def _leaderboard_commands(sub) -> None:
+    """Submitting a model, checking and replicating the results, publishing checkpoints."""
+    stage = functools.partial(_command, sub)
     sp = stage("submit", cmd_submit, "score a model card and add its entry to the leaderboard")
     sp.add_argument("card", help="the model card, submissions/<id>.yaml (see SUBMITTING.md)")
     sp.add_argument("--suite")
@@ -336,6 +352,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="model ids (default: every local model and autoencoder of the suite)")
 
+
+def _suite_commands(sub) -> None:
+    """The model zoo, the suite presets and the engine benchmark."""
     models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
     sp = models.add_parser("list", help="models of a suite with their status and sha256")
     sp.add_argument("--suite")
@@ -360,7 +379,6 @@ def parser() -> argparse.ArgumentParser:
                     help="observe every leaf module (default) or the pipeline's layers (`auto`)")
     sp.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     sp.set_defaults(func=cmd_bench_frames)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,17 +110,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
         raise NFBenchError(f"{where}: checkpoints: {one_of(str(p['checkpoints']), CHECKPOINTS, 'setting')} "
                            f"(published: install the suite's published checkpoints; train: retrain here)")
 
-    data = _section(p, "data", where, {"dataset": str, "root": str, "eval_points": int, "seed": int, "md5": dict},
-                    {"root": "data/raw", "seed": 0, "md5": None})
-    if data["dataset"] not in DATASETS:
-        raise NFBenchError(f"{where}: data.dataset: {one_of(data['dataset'], DATASETS, 'dataset')}")
-    _md5_table(data, f"{where}: data.md5")
-    preset_dataset = (load_suite(p["suite"], suites_dir).get("data") or {}).get("dataset")
-    if preset_dataset not in (None, data["dataset"]):   # e.g. `dvc exp run -S suite=…` alone
-        raise NFBenchError(f"{where}: suite: {p['suite']!r} is a {preset_dataset} suite but data.dataset is "
-                           f"{data['dataset']!r}; switch suites with `nfbench suite use {p['suite']}`, "
-                           f"which copies all of the suite's sections")
-    _positive(data["eval_points"], f"{where}: data.eval_points")
+    data = _data_section(p, where, suites_dir)
 
     attack = _section(p, "attack", where, {"eps": float, "steps": int, "step_size": float}, {"step_size": None})
     _non_negative(attack["eps"], f"{where}: attack.eps")
@@ -150,6 +140,22 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     if clash:
         raise NFBenchError(f"{where}: id {sorted(clash)[0]!r} is used by a model and a generative model")
     return p
+
+
+def _data_section(p: dict, where: str, suites_dir: Path) -> dict:
+    """params.yaml `data`, checked against the suite it belongs to."""
+    data = _section(p, "data", where, {"dataset": str, "root": str, "eval_points": int, "seed": int, "md5": dict},
+                    {"root": "data/raw", "seed": 0, "md5": None})
+    if data["dataset"] not in DATASETS:
+        raise NFBenchError(f"{where}: data.dataset: {one_of(data['dataset'], DATASETS, 'dataset')}")
+    _md5_table(data, f"{where}: data.md5")
+    preset_dataset = (load_suite(p["suite"], suites_dir).get("data") or {}).get("dataset")
+    if preset_dataset not in (None, data["dataset"]):   # e.g. `dvc exp run -S suite=…` alone
+        raise NFBenchError(f"{where}: suite: {p['suite']!r} is a {preset_dataset} suite but data.dataset is "
+                           f"{data['dataset']!r}; switch suites with `nfbench suite use {p['suite']}`, "
+                           f"which copies all of the suite's sections")
+    _positive(data["eval_points"], f"{where}: data.eval_points")
+    return data
 
 
 def _section(p: dict, name: str, where: str, types: dict[str, type], defaults: dict) -> dict:

@@ -7,7 +7,7 @@ pass runs once per point) and reduces them on the fly to the k×k Gram matrix pe
 layer.  Everything the metrics need (norms, angles, ranks, volumes, principal angles) is a
 function of the Grams, and k² numbers stay small where k·D would not.
 
-Pure: no files, no printing.  `FrameResult.save/load` are the only I/O, for the stages.
+Pure: no files, no printing; the result type and its file are `frame_result.py`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import math
 import re
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -28,6 +27,7 @@ from torch.func import jvp, vmap
 
 from . import _functorch
 from .errors import NFBenchError, one_of
+from .frame_result import FrameResult
 
 INPUT = "input"
 LOGITS = "logits"
@@ -40,62 +40,6 @@ def layer_point(name: str) -> tuple[str, str]:
     if base.endswith(INPUT_OF):
         return base[:-len(INPUT_OF)], "input"
     return base, "output"
-
-
-@dataclass
-class FrameResult:
-    """Grams of a frame at each observed layer.
-
-    grams:     [L, B, k, k] float64, G[l, b] = (J_l v)ᵀ(J_l v) for the k frame vectors at point b
-    act_norms: [L, B] float64, ‖f_l(x_b)‖ (Frobenius norm of the activation itself)
-    dims:      [L] int64, number of elements of one point's activation at layer l
-    layers:    L layer names in depth order; the first is always `input`
-    labels:    k vector labels (`rotate`, `noise/3`, `vae/5`, …)
-    families:  k family names (`augmentation`, `noise`, `generative`)
-    point_ids: [B] int64, dataset indices of the points (they seed the noise directions)
-    provenance: free-form JSON-able dict (model id, frame spec, seed, code version, …)
-    """
-
-    grams: torch.Tensor
-    act_norms: torch.Tensor
-    dims: torch.Tensor
-    layers: list[str]
-    labels: list[str]
-    families: list[str]
-    point_ids: torch.Tensor
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-    def layer_index(self, name: str) -> int:
-        if name not in self.layers:
-            raise NFBenchError(one_of(name, self.layers, "layer"))
-        return self.layers.index(name)
-
-    def family_mask(self, family: str) -> torch.Tensor:
-        """Boolean [k] mask of the vectors of one family."""
-        if family not in self.families:
-            raise NFBenchError(one_of(family, self.families, "perturbation family"))
-        return torch.tensor([f == family for f in self.families])
-
-    def to_bytes(self) -> bytes:
-        from .storage import tensors_to_bytes
-
-        return tensors_to_bytes(
-            {"grams": self.grams, "act_norms": self.act_norms, "dims": self.dims, "point_ids": self.point_ids},
-            {"layers": self.layers, "labels": self.labels, "families": self.families,
-             "provenance": self.provenance})
-
-    def save(self, path) -> None:
-        """Write one safetensors file atomically (byte-identical for identical results)."""
-        from .storage import write_bytes
-
-        write_bytes(path, self.to_bytes())
-
-    @classmethod
-    def load(cls, path) -> FrameResult:
-        from .storage import tensors_from_file
-
-        tensors, meta = tensors_from_file(path, "frame file")
-        return cls(**tensors, **meta)
 
 
 @dataclass(frozen=True)

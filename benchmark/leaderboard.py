@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,34 +435,6 @@ def _sparkline(profile: Mapping, low: float, high: float, width: int = 120, heig
             f'viewBox="0 0 {width} {height}" role="img">{"".join(lines)}</svg>')
 
 
-_SORT_SCRIPT = """
-document.querySelectorAll("th[data-col]").forEach(th => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0], col = th.cellIndex;
-  const ascending = th.dataset.order !== "asc";
-  th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.order);
-  th.dataset.order = ascending ? "asc" : "desc";
-  const key = row => row.cells[col].dataset.value;
-  Array.from(body.rows).sort((a, b) => {
-    const x = key(a), y = key(b);
-    if (x === "" || y === "") return (x === "") - (y === "");
-    const nx = Number(x), ny = Number(y);
-    const c = isNaN(nx) || isNaN(ny) ? x.localeCompare(y) : nx - ny;
-    return ascending ? c : -c;
-  }).forEach(row => body.appendChild(row));
-}));
-"""
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; font-size: 14px; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }
-td.text, th.text { text-align: left; }
-th[data-col] { cursor: pointer; user-select: none; }
-th[data-order="asc"]::after { content: " ▲"; } th[data-order="desc"]::after { content: " ▼"; }
-.legend span { margin-right: 1em; }
-"""
-
-
 def leaderboard_html(entries: Iterable[Mapping], suite: str, by: str) -> str:
     """reports/leaderboard.html: the scores table, sortable by clicking a header, with one
     sparkline per model of its family sensitivities along depth; no external resources."""
@@ -490,14 +463,7 @@ def leaderboard_html(entries: Iterable[Mapping], suite: str, by: str) -> str:
     legend = "".join(f'<span style="color:{c}">━ {f}</span>' for f, c in _FAMILY_COLOURS.items())
     definitions = "".join(f"<li><b>{esc(s.title.rstrip(' ↑↓'))}</b>: {esc(s.definition)}.</li>"
                           for s in SCORES.values())
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>nfbench leaderboard — {esc(suite)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>Leaderboard — suite <code>{esc(suite)}</code></h1>",
-        f"<p>Sorted by {esc(SCORES[by].title)}; click a header to sort by it.  Scores at the penultimate layer "
-        f"(see SUBMITTING.md).  Profile: relative sensitivity (log scale, shared by all rows) against "
-        f"relative depth. <span class=\"legend\">{legend}</span></p>",
-        f"<table><thead><tr>{header}</tr></thead><tbody>", *rows, "</tbody></table>",
-        f"<h2>Definitions</h2><ul>{definitions}</ul>",
-        f"<script>{_SORT_SCRIPT}</script>", "</body></html>", ""])
+    page = string.Template((Path(__file__).parent / "templates" / "leaderboard.html").read_text())
+    return page.substitute(suite=esc(suite), sorted_by=esc(SCORES[by].title), legend=legend, header=header,
+                           rows="".join(f"\n{row}" for row in rows) + "\n", definitions=definitions)
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from .errors import NFBenchError, one_of
-from .frames import INPUT, LOGITS, FrameResult
+from .frame_result import FrameResult
+from .frames import INPUT, LOGITS
 
 __all__ = [
     "relative_sensitivity", "family_sensitivity", "label_sensitivity",

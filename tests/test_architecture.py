@@ -96,3 +96,17 @@ def test_stages_do_not_import_each_other_and_nothing_below_imports_them():
             assert not stages, f"{name} imports the stages {sorted(stages)}: share through benchmark.pipeline"
         elif name != "benchmark.cli":
             assert not stages and "benchmark.stages" not in deps, f"{name} imports a stage"
+
+
+def test_modules_and_functions_stay_small():
+    """One idea per module (at most 500 lines), one step per function (at most 60)."""
+    too_long = []
+    for name, path in modules().items():
+        text = path.read_text()
+        if len(text.splitlines()) > 500:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            length = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and length > 60:
+                too_long.append(f"{name}.{node.name}: {length} lines")
+    assert not too_long, too_long

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import NFBenchError
-from benchmark.frames import FrameResult, compute_frames
+from benchmark.frame_result import FrameResult
+from benchmark.frames import compute_frames
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import torch
 
 from benchmark import metrics as M
 from benchmark.errors import NFBenchError
-from benchmark.frames import FrameResult
+from benchmark.frame_result import FrameResult
 
 RNG_SEED = 1234
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..frames import FrameResult
+from ..frame_result import FrameResult
 from ..metrics import FrameStatistics, frame_statistics, layer_summary
 from ..pipeline import FRAMES, STATISTICS, SUMMARY, model_record
 from ..storage import write_bytes, write_json
