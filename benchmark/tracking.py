@@ -2,8 +2,9 @@
 
 The files DVC tracks are the record; MLflow is for browsing and comparing runs.  Each run spans
 its stage's work on the model (FAILED, with the error as the tag `nfbench.error`, when the work
-fails); the stages that use the evaluation points log them as the run's dataset input; the
-experiment is a model-training one, so the MLflow 3 UI opens on its runs table.  The default
+fails); frames runs log the evaluation points as their dataset input, evaluate runs the suite's
+dataset; the experiment is tagged as a model-training one (MLflow 3.17's UI still opens in its
+GenAI view: the README gives the runs table's URL).  The default
 store is the SQLite file mlflow.db at the repository root, resolved to an absolute path so that
 `dvc exp run --temp/--queue` (which run in .dvc/tmp/exps/…) write to the same store;
 MLFLOW_TRACKING_URI or params.yaml `tracking.uri` point it at a team server instead.
@@ -97,7 +98,7 @@ def _experiment(uri: str, name: str):
     return client, experiment_id
 
 
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}   # what the MLflow 3 UI reads
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}   # MLflow 3's experiment kind
 
 
 def now_ms() -> int:

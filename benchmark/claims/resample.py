@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import FrameStatistics, nanmean
+from ..metrics import FrameStatistics, as_float64, nanmean
 from .schema import Measure
 
 _TINY = 1e-300                                   # floor for logs (a killed perturbation is 0)
@@ -136,7 +136,7 @@ class _Context:
             v = st.rank
         else:
             v = st.family_rank[st.family_names.index(name)]
-        return np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float64)
+        return as_float64(v)
 
     def sensitivity(self, family: str | None = None) -> tuple[str, Any]:
         if family is not None:

@@ -81,11 +81,11 @@ def _torchvision(spec: Mapping, root: Path, what: str) -> SourceFile:
 
     url = torchvision_weights(spec, what).url
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name   # torch.hub's cache
+    label = f"torchvision {spec['arch']} {spec['weights']}"
     if "sha256" in spec:
-        return SourceFile(path, url, spec["sha256"], label=f"torchvision {spec['arch']} {spec['weights']}")
+        return SourceFile(path, url, spec["sha256"], label=label)
     prefix = re.search(r"-([0-9a-f]{6,})\.", path.name)   # torchvision's <arch>-<sha256 prefix>.pth
-    return SourceFile(path, url, prefix.group(1) if prefix else None, prefix_only=True,
-                      label=f"torchvision {spec['arch']} {spec['weights']}")
+    return SourceFile(path, url, prefix.group(1) if prefix else None, prefix_only=True, label=label)
 
 
 def _file(spec: Mapping, root: Path, what: str) -> SourceFile:

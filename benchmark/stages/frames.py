@@ -27,6 +27,7 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
     with announce("frames") as info:
         at = suite_frame(params)
         info["did"] = f"frame of {at[2].vectors.shape[1]} vectors at {len(at[1])} points"
+    points = points_dataset(POINTS) if track else None    # every model's run names the same points
     for i, model_id in enumerate(ids, 1):
         spec = params["models"][model_id]
         with (announce(f"frames {i}/{len(ids)} {model_id}") as info,
@@ -40,7 +41,7 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
                            f"{len(result.layers)} layers ({result.provenance['method']}, "
                            f"{result.provenance['device']})")
             info["out"] = str(path)
-            _record(record, spec, result, series)
+            _record(record, spec, result, series, points)
 
 
 def layer_series(result) -> dict[str, list[float]]:
@@ -61,7 +62,7 @@ def write_plot(path, result, series: Mapping[str, list[float]]) -> None:
     write_text(path, "\n".join(lines) + "\n")
 
 
-def _record(record: Record, spec: Mapping, result, series: Mapping[str, list[float]]) -> None:
+def _record(record: Record, spec: Mapping, result, series: Mapping[str, list[float]], points) -> None:
     """Per-layer family sensitivities and effective rank (mean over points), step = layer index."""
     record.params.update({"source": spec["source"], "role": spec["role"], "layers": ",".join(result.layers),
                           "perturbation_hash": result.provenance["perturbation_hash"],
@@ -69,4 +70,4 @@ def _record(record: Record, spec: Mapping, result, series: Mapping[str, list[flo
                           "vectors": len(result.labels), "points": int(result.point_ids.numel())})
     record.layer_metrics.update({(k if k == "effective_rank" else f"sensitivity.{k}"): v for k, v in series.items()})
     record.tags["nfbench.layers"] = ",".join(result.layers)
-    record.dataset = points_dataset(POINTS)
+    record.dataset = points
