@@ -324,7 +324,9 @@ def scores(summary: Mapping, ref: Mapping, accuracy: Mapping) -> dict:
 # Verification
 
 # provenance that must be identical for a recomputed entry to count as the same computation
-EXACT_PROVENANCE = ("card_sha256", "checkpoint_sha256", "points_sha256", "generative_sha256", "reference_sha256")
+EXACT_PROVENANCE = ("card_sha256", "checkpoint_sha256", "points_sha256", "generative_sha256", "reference_models")
+# the standard models' mean the scores are relative to: frame values, so equal to float rounding, not bit for bit
+REFERENCE = Score("reference", "lower", FRAME_TOLERANCE, "the standard models' mean penultimate summary")
 
 
 def _close(old, new, score: Score) -> bool:
@@ -346,6 +348,9 @@ def compare(entry: Mapping, recomputed: Mapping) -> tuple[bool, list[dict]]:
         old, new = entry["provenance"].get(key), recomputed["provenance"].get(key)
         rows.append({"value": key, "entry": old, "recomputed": new, "tolerance": "exact",
                      "status": "ok" if old == new else "differs"})
+    old, new = entry["provenance"].get("reference") or {}, recomputed["provenance"].get("reference") or {}
+    rows += [_row(f"reference.{part}[{key}]", old.get(part, {}).get(key), new.get(part, {}).get(key), REFERENCE)
+             for part in ("families", "labels") for key in dict.fromkeys([*old.get(part, {}), *new.get(part, {})])]
     return all(r["status"] == "ok" for r in rows), rows
 
 

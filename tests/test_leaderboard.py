@@ -93,7 +93,8 @@ def test_verification_tolerances_rounding_for_frames_an_image_for_pgd_exact_for_
 
     entry = {"scores": {"augmentation_invariance": 1.0, lb.BY_LABEL: {"rotate": 0.5}, "noise_suppression": 0.5,
                         "on_manifold_retention": None, "effective_rank": 3.0, "clean_acc": 0.9, "robust_acc": 0.25},
-             "provenance": {k: "x" for k in lb.EXACT_PROVENANCE}}
+             "provenance": {**{k: "x" for k in lb.EXACT_PROVENANCE},
+                            "reference": {"families": {"noise": 0.2}, "labels": {"rotate": 0.4}}}}
     near = {**entry, "scores": {**entry["scores"], "augmentation_invariance": 1.0 + 0.9 * ROUNDING["relative"],
                                 "robust_acc": 0.25 + 1 / 256}}
     assert lb.compare(entry, near)[0]
@@ -103,6 +104,11 @@ def test_verification_tolerances_rounding_for_frames_an_image_for_pgd_exact_for_
         assert not ok and [r["value"] for r in rows if r["status"] != "ok"] == [key]
     ok, rows = lb.compare(entry, {**entry, "provenance": {**entry["provenance"], "checkpoint_sha256": "y"}})
     assert not ok and [r["value"] for r in rows if r["status"] != "ok"] == ["checkpoint_sha256"]
+    # the reference is frame values: another CPU's rounding passes, a changed value does not
+    for noise, differing in ((0.2 * (1 + 0.9 * ROUNDING["relative"]), []), (0.2 * 1.01, ["reference.families[noise]"])):
+        moved = {**entry["provenance"], "reference": {"families": {"noise": noise}, "labels": {"rotate": 0.4}}}
+        ok, rows = lb.compare(entry, {**entry, "provenance": moved})
+        assert ok == (not differing) and [r["value"] for r in rows if r["status"] != "ok"] == differing
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +243,7 @@ def test_submit_writes_one_entry_with_scores_and_provenance(project, capsys):
         assert entry["scores"]["clean_acc"] == (net(x).argmax(1) == y).double().mean().item()
     provenance = entry["provenance"]
     for key in ("code_version", "params_sha256", "dataset_hash", "points_sha256", "checkpoint_sha256",
-                "card_sha256", "reference_sha256", "date"):
+                "card_sha256", "reference", "reference_models", "date"):
         assert provenance[key], key
     assert provenance["card_file"] == "submissions/tiny-a.yaml"
     assert provenance["points_sha256"] == sha256_file(project / "data" / "points.safetensors")
@@ -379,7 +385,7 @@ def test_a_card_outside_submissions_is_refused(project, capsys):
 def test_verify_reproduces_an_entry_and_catches_a_changed_score(project, capsys):
     submitted(capsys, str(write_card(project, "tiny-a")))
     assert main(["leaderboard", "verify", "tiny-a"]) == 0
-    assert "all 13 values reproduce" in capsys.readouterr().out       # 6 scores, 2 labels, 5 hashes
+    assert "all 17 values reproduce" in capsys.readouterr().out   # 6 scores, 2 labels, 5 provenance, 4 reference
     path = project / "leaderboard" / "embedded" / "tiny-a.json"
     entry = read_json(path)
     entry["scores"]["noise_suppression"] *= 1 + 1e-2

@@ -230,4 +230,4 @@ def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sh
             "penultimate": summary, "profile": lb.layer_profile(stats),
             "scores": lb.scores(summary, reference, record["accuracy"]),
             "provenance": {**provenance, "checkpoint_sha256": checkpoint_sha256,
-                           "reference_sha256": sha256_json(reference), "reference_models": list(reference_models)}}
+                           "reference": reference, "reference_models": list(reference_models)}}
