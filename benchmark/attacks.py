@@ -1,14 +1,27 @@
-"""Projected gradient descent under an L∞ or an L2 budget (Madry et al. 2018)."""
+"""The robustness attacks: projected gradient descent under an L∞ or an L2 budget (Madry et al.
+2018), and AutoAttack (Croce & Hein 2020, the implementation RobustBench publishes its numbers with).
+
+A suite's `attack` setting picks one (`adversarial_examples`), and `attack_record` is what is
+recorded beside every robust accuracy so that two figures are compared only when measured alike.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .vocab import AUTOATTACK_STANDARD
+
 NORMS = ("Linf", "L2")
+# the embedded suite's attack, and evaluate_classifier's default
+PGD10 = MappingProxyType({"method": "pgd", "steps": 10, "step_size": None})
+# APGD-T's and FAB-T's target classes in the standard version (at most the model's classes − 1)
+_TARGET_CLASSES = 9
 
 
 def robust_key(norm: str, eps: float) -> str:
@@ -81,3 +94,85 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
         return x_adv.detach()
     finally:
         model.train(was_training)
+
+
+def pgd_step_size(setting: Mapping, eps: float) -> float:
+    """The PGD step of an `attack` setting at radius eps: its step_size, or 2.5·eps/steps when null."""
+    return setting["step_size"] if setting.get("step_size") is not None else 2.5 * eps / max(setting["steps"], 1)
+
+
+def autoattack_attacks(setting: Mapping) -> tuple[str, ...]:
+    """The AutoAttack attacks an `attack` setting runs: version `standard`, or its named subset."""
+    version = setting.get("version", "standard")
+    return AUTOATTACK_STANDARD if version == "standard" else tuple(a for a in AUTOATTACK_STANDARD if a in version)
+
+
+def autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "Linf",
+               attacks: Sequence[str] = AUTOATTACK_STANDARD, iterations: int | None = None,
+               seed: int = 0) -> torch.Tensor:
+    """Adversarial examples for `model` at `x` (pixels in [0, 1], N×C×H×W) from AutoAttack.
+
+    The standard version's settings (one restart each; APGD-T and FAB-T against the 9 most likely
+    other classes, fewer when the model has fewer; Square with 5,000 queries), running `attacks`
+    (a subset of the standard version's, in its order) one after the other on the points still
+    robust; `iterations` replaces APGD's and FAB's 100 for quick runs.  Deterministic given
+    `seed`: the global random state AutoAttack reseeds is restored afterwards.  The model runs in
+    eval mode (its mode is restored).
+    """
+    from pyautoattack import AutoAttack
+
+    unknown = [a for a in attacks if a not in AUTOATTACK_STANDARD]
+    if unknown or not attacks:
+        raise ValueError(f"autoattack: attacks must be a non-empty subset of {', '.join(AUTOATTACK_STANDARD)}, "
+                         f"got {list(attacks)}")
+    if norm not in NORMS:
+        raise ValueError(f"autoattack: norm must be one of {', '.join(NORMS)}, got {norm!r}")
+    x = x.detach()
+    if eps == 0 or len(x) == 0:
+        return x.clone()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            adversary = AutoAttack(model, norm=norm, eps=eps, seed=seed, device=x.device, version="standard")
+            adversary.attacks_to_run = [a for a in AUTOATTACK_STANDARD if a in attacks]
+            with torch.no_grad():
+                targets = min(_TARGET_CLASSES, model(x[:1]).shape[1] - 1)
+            adversary.apgd_targeted.n_target_classes = adversary.fab.n_target_classes = targets
+            if iterations is not None:
+                adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = adversary.fab.n_iter = iterations
+            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(x))
+        return x_adv.detach()
+    finally:
+        model.train(was_training)
+
+
+def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float,
+                         setting: Mapping, *, seed: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Adversarial examples at radius eps in `norm` from the attack a suite's `attack` setting names:
+    PGD (`steps` steps of `pgd_step_size`, random start from `generator`) or AutoAttack (`seed`)."""
+    if setting["method"] == "pgd":
+        return pgd(model, x, y, eps, setting["steps"], pgd_step_size(setting, eps), norm=norm, generator=generator)
+    return autoattack(model, x, y, eps, norm=norm, attacks=autoattack_attacks(setting),
+                      iterations=setting.get("iterations"), seed=seed)
+
+
+def attack_record(setting: Mapping, points: int, seed: int) -> dict:
+    """How a model's robust accuracies were measured: the attack, its version, the points, the seed."""
+    record = {"method": setting["method"], "points": points, "seed": seed}
+    if setting["method"] == "pgd":
+        record.update(steps=setting["steps"], step_size=setting.get("step_size"))   # null: 2.5·eps/steps
+    else:
+        attacks = autoattack_attacks(setting)
+        record.update(version="standard" if attacks == AUTOATTACK_STANDARD else "custom", attacks=list(attacks),
+                      iterations=setting.get("iterations") or 100)
+    return record
+
+
+def attack_name(record: Mapping | None) -> str:
+    """How a robust accuracy was measured, for a table: PGD-10, AutoAttack (standard), AutoAttack (apgd-ce)."""
+    if not record:
+        return "—"
+    if record["method"] == "pgd":
+        return f"PGD-{record['steps']}"
+    return f"AutoAttack ({record['version'] if record['version'] == 'standard' else ', '.join(record['attacks'])})"

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from .errors import NFBenchError, one_of
-from .vocab import DATASETS, ROLES, SOURCES, TRANSFORMS
+from .vocab import ATTACK_METHODS, AUTOATTACK_STANDARD, DATASETS, ROLES, SOURCES, TRANSFORMS
 
 PARAMS_FILE = Path("params.yaml")
 SUITES_DIR = Path("suites")
@@ -112,9 +112,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
 
     data = _data_section(p, where, suites_dir)
 
-    attack = _section(p, "attack", where, {"eps": float, "steps": int, "step_size": float}, {"step_size": None})
-    _non_negative(attack["eps"], f"{where}: attack.eps")
-    _positive(attack["steps"], f"{where}: attack.steps")
+    _attack_section(p, where)
 
     frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float},
                       {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3})
@@ -172,6 +170,29 @@ def _section(p: dict, name: str, where: str, types: dict[str, type], defaults: d
         _typed(out[key], kind, f"{where}: {name}.{key}", allow_none=key in defaults and defaults[key] is None)
     p[name] = out
     return out
+
+
+def _attack_section(p: dict, where: str) -> None:
+    """attack: the robust accuracies' attack (method pgd: steps, step_size; autoattack: version
+    `standard` or a subset of its attacks, iterations null for AutoAttack's own) and L∞ radius."""
+    attack = _section(p, "attack", where, {"method": str, "eps": float, "steps": int, "step_size": float,
+                                           "version": object, "iterations": int},
+                      {"method": "pgd", "steps": 10, "step_size": None, "version": "standard", "iterations": None})
+    if attack["method"] not in ATTACK_METHODS:
+        raise NFBenchError(f"{where}: attack.method: {one_of(attack['method'], ATTACK_METHODS, 'attack')}")
+    _non_negative(attack["eps"], f"{where}: attack.eps")
+    _positive(attack["steps"], f"{where}: attack.steps")
+    if attack["step_size"] is not None:
+        _positive(attack["step_size"], f"{where}: attack.step_size")
+    if attack["iterations"] is not None:
+        _positive(attack["iterations"], f"{where}: attack.iterations")
+    version = attack["version"]
+    names = [version] if isinstance(version, str) and version != "standard" else version
+    if version != "standard" and (not isinstance(names, list) or not names or len(set(names)) < len(names)
+                                  or not set(names) <= set(AUTOATTACK_STANDARD)):
+        raise NFBenchError(f"{where}: attack.version: must be 'standard' or a list of distinct attacks of its "
+                           f"({', '.join(AUTOATTACK_STANDARD)}), got {version!r}")
+    attack["version"] = version if version == "standard" else list(names)
 
 
 def _md5_table(data: dict, where: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tabulate import tabulate
 
+from .attacks import attack_name
 from .config import MODEL_ID, read_yaml, validate_model
 from .errors import NFBenchError, one_of
 from .metrics import FrameStatistics
@@ -245,8 +246,8 @@ SCORES = {
         "layer: how many directions the perturbations still span there"),
     "clean_acc": Score("clean acc.", "higher", 0.0, "accuracy on the suite's evaluation split"),
     # PGD's sign steps amplify rounding: on another CPU's kernels one image of 256 changed for 6 of 48 models
-    "robust_acc": Score("robust acc.", "higher", 0.0, "accuracy under the suite's PGD-L∞ attack at its ε, on the "
-                        "suite's evaluation points", absolute=0.01),
+    "robust_acc": Score("robust acc.", "higher", 0.0, "accuracy under the suite's L∞ attack at its ε (PGD or "
+                        "AutoAttack: the entry's `attack`), on the suite's evaluation points", absolute=0.01),
 }
 BY_LABEL = "augmentation_invariance_by_label"    # per-augmentation ratios, same tolerance as their mean
 
@@ -392,8 +393,12 @@ def _kind(entry: Mapping) -> str:
 
 
 def _headers(entries: list[Mapping]) -> list[str]:
-    eps = {e["eps"] for e in entries}
-    robust = f"robust acc. (ε={eps.pop():g})" if len(eps) == 1 else "robust acc."
+    measured = {(e.get("attack") and attack_name(e["attack"]), e["eps"]) for e in entries}
+    if len(measured) == 1:
+        attack, eps = measured.pop()
+        robust = f"robust acc. ({attack + ', ' if attack else ''}ε={eps:g})"
+    else:
+        robust = "robust acc."
     return [SCORES[k].title if k != "robust_acc" else robust for k in SCORES]
 
 

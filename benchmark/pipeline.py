@@ -160,7 +160,7 @@ def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, ac
             "display_name": spec.get("display_name", model_id), "suite": params["suite"],
             "accuracy": {"clean_acc": acc.get("clean_acc"), "robust_acc": acc.get(robust_key("Linf", eps)),
                          "rotated_acc": acc.get("rotated_acc"), "translated_acc": acc.get("translated_acc"),
-                         "n_test": acc.get("n_test"), "n_attacked": acc.get("n_attacked"),
+                         "n_test": acc.get("n_test"), "n_attacked": acc.get("n_attacked"), "attack": acc.get("attack"),
                          "own_threat_robust_acc": acc.get(robust_key(*own_threat)) if own_threat else None},
             "reference": dict(spec.get("reference") or {}), "augmentations": trained}
 

@@ -1,4 +1,4 @@
-"""Shared names: the vocabulary of datasets, roles, sources, perturbations and architectures.
+"""Shared names: the vocabulary of datasets, roles, sources, perturbations, attacks and architectures.
 
 A leaf with no imports, so that validating params.yaml and installing a published checkpoint
 need no torch (importing torch costs seconds per process, and a pipeline stage per model pays
@@ -16,5 +16,9 @@ FAMILIES = ("augmentation", "noise", "generative")
 TRANSFORMS = ("rotate", "translate_x", "translate_y", "scale", "shear",
               "brightness", "contrast", "saturation", "hue")
 COLOUR_ONLY = frozenset({"saturation", "hue"})
+
+ATTACK_METHODS = ("pgd", "autoattack")
+# AutoAttack's standard version, in the order it runs them; a suite may name a subset (same settings)
+AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 
 CLASSIFIERS = ("smallcnn",)          # local architectures a recipe can train (benchmark/models/nets.py)

@@ -115,7 +115,10 @@ def test_pipeline_end_to_end(project):
     methods = dict(zip(frames_runs["tags.nfbench.model"], frames_runs["params.method"]))
     assert methods == {**{m: "jvp" for m in models}, "noisy": "fd"}
     assert sorted(runs[runs["tags.nfbench.stage"] == "fetch"]["tags.nfbench.model"]) == sorted(models + ["vae"])
-    assert sorted(runs[runs["tags.nfbench.stage"] == "evaluate"]["tags.nfbench.model"]) == models
+    evaluate_runs = runs[runs["tags.nfbench.stage"] == "evaluate"]
+    assert sorted(evaluate_runs["tags.nfbench.model"]) == models
+    assert set(evaluate_runs["params.attack.method"]) == {"pgd"}
+    assert set(evaluate_runs["metrics.accuracy.attack.points"]) == {12.0}
     run_id = frames_runs[frames_runs["tags.nfbench.model"] == "std-s0"]["run_id"].iloc[0]
     history = mlflow.MlflowClient().get_metric_history(run_id, "sensitivity.noise")
     layers = mlflow.get_run(run_id).data.tags["nfbench.layers"].split(",")

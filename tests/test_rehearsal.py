@@ -4,9 +4,9 @@ Each test takes a fresh git + DVC checkout, selects the real suite with `nfbench
 fabricates format-exact stand-ins for everything a user supplies or downloads (tests/standins.py:
 CIFAR-10's pickled batches, RobustBench checkpoints of the real architectures in their real
 layouts, WRN-70-16 included, an ImageNet JPEG folder, torchvision weights in the hub cache, an
-autoencoder through the documented factory) and shrinks only the sizes (points, PGD steps,
-directions, VAE epochs) before `dvc repro`.  The integrity checks stay on: the stand-ins' md5s
-(CIFAR-10, `data.md5`) and sha256s (torchvision weights, the autoencoder) are declared, as a
+autoencoder through the documented factory) and shrinks only the sizes (points, directions, VAE
+epochs, AutoAttack's attacks and iterations) before `dvc repro`.  The integrity checks stay on: the
+stand-ins' md5s (CIFAR-10, `data.md5`) and sha256s (torchvision weights, the autoencoder) are declared, as a
 user with a re-packed copy would.
 """
 
@@ -24,7 +24,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY = {"eval_points": 2, "steps": 1, "noise": 2, "generative": 2}
+# AutoAttack's quick path: APGD-CE alone, 2 iterations (the suites run the standard version)
+TINY = {"eval_points": 2, "attack": {"version": ["apgd-ce"], "iterations": 2}, "noise": 2, "generative": 2}
 
 
 def run(cmd, cwd, env):
@@ -57,7 +58,7 @@ def checkout(tmp_path: Path) -> tuple[Path, dict]:
 def shrink(params: dict) -> None:
     """The rehearsal's sizes; everything else is the suite's own."""
     params["data"]["eval_points"] = TINY["eval_points"]
-    params["attack"]["steps"] = TINY["steps"]
+    params["attack"].update(TINY["attack"])
     params["perturbations"]["noise"]["count"] = TINY["noise"]
     params["perturbations"]["generative"]["count"] = TINY["generative"]
 
@@ -136,6 +137,10 @@ def test_robustbench_cifar10_rehearsal(tmp_path, monkeypatch):
     assert_layerwise(root, params)
     accuracy = json.loads((root / "metrics" / "models.json").read_text())
     assert "robust_acc_l2@0.5" in accuracy["Engstrom2019Robustness-L2"]["accuracy"]
+    assert {json.dumps(a["accuracy"]["attack"], sort_keys=True) for a in accuracy.values()} == {json.dumps(
+        {"method": "autoattack", "version": "custom", "attacks": ["apgd-ce"], "iterations": 2,
+         "points": TINY["eval_points"], "seed": 0}, sort_keys=True)}
+    assert "| AutoAttack (apgd-ce) |" in (root / "reports" / "layers.md").read_text()
 
     # a replaced source checkpoint refetches the model made from it, and only that one
     replaced = write_robustbench(root / "models", params["models"]["Standard"], seed=99)

@@ -172,22 +172,41 @@ def test_point_bands_contain_the_mean():
     assert np.all(lo < mean) and np.all(mean < hi)
 
 
-def test_measured_accuracy_is_flagged_beyond_three_standard_errors_of_the_published_one():
-    """At 256 points and a published 90 %, 3·√(.9·.1/256) = 5.6 points: 86 % agrees, 80 % differs;
-    a robust accuracy not measured under the published threat is shown as such."""
+def test_binomial_interval_is_wilsons():
+    """Against the closed form at z = 1.96, 8 of 10: (0.4902, 0.9433) (Wilson 1927; Agresti & Coull 1998)."""
+    low, high = R.binomial_interval(0.8, 10, z=1.96)
+    assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+    assert R.binomial_interval(0.0, 256)[0] == 0.0 and 0 < R.binomial_interval(0.0, 256)[1] < 0.05
+
+
+AUTOATTACK = {"method": "autoattack", "version": "standard", "attacks": ["apgd-ce", "apgd-t", "fab-t", "square"],
+              "iterations": 100, "points": 256, "seed": 0}
+PGD = {"method": "pgd", "steps": 10, "step_size": None, "points": 256, "seed": 0}
+
+
+def test_measured_accuracy_is_flagged_when_the_published_one_is_outside_its_interval():
+    """On 256 points at 3 standard errors a measured 86 % has the Wilson interval [78.3 %, 91.3 %]
+    (centre (p + z²/2n)/(1 + z²/n), half-width z√(p(1−p)/n + z²/4n²)/(1 + z²/n)): a published 90 %
+    agrees, and differs from a measured 80 % ([71.5 %, 86.4 %]).  A robust
+    accuracy by AutoAttack standard is compared both ways; by PGD (an overestimate) one-sided."""
     stats = ladder_suite()
-    fine, off, corrupt = (make_stats(m, "adversarial", seed=i, acc=a) for i, (m, a) in
-                          enumerate((("fine", 0.86), ("off", 0.80), ("corrupt", 0.9))))
-    for st, robust in ((fine, 0.5), (off, 0.5), (corrupt, None)):
-        st.meta["accuracy"].update(n_test=256, n_attacked=256, own_threat_robust_acc=robust)
+    cases = {"fine": (0.86, 0.5, AUTOATTACK), "off": (0.80, 0.40, AUTOATTACK), "pgd-high": (0.86, 0.62, PGD),
+             "pgd-low": (0.86, 0.40, PGD), "corrupt": (0.9, None, PGD)}
+    models = {}
+    for i, (m, (clean, robust, attack)) in enumerate(cases.items()):
+        st = models[m] = make_stats(m, "adversarial", seed=i, acc=clean)
+        st.meta["accuracy"].update(n_test=256, n_attacked=256, own_threat_robust_acc=robust, attack=attack)
         st.meta["reference"] = {"clean_acc": 90.0, "robust_acc": 51.0}
-    rows = {m: R.published_comparison(st.meta) for m, st in (("fine", fine), ("off", off), ("corrupt", corrupt))}
-    assert rows["fine"][0]["margin"] == pytest.approx(3 * (0.9 * 0.1 / 256) ** 0.5)
-    assert [r["flagged"] for r in rows["fine"]] == [False, False]
-    assert [r["flagged"] for r in rows["off"]] == [True, False]
-    assert [r["flagged"] for r in rows["corrupt"]] == [False, None]
-    text = R.layers_markdown({**stats, "fine": fine, "off": off, "corrupt": corrupt})
+    rows = {m: R.published_comparison(st.meta) for m, st in models.items()}
+    low, high = rows["fine"][0]["interval"]
+    assert (low, high) == (pytest.approx(0.7827, abs=1e-4), pytest.approx(0.9129, abs=1e-4))
+    assert {m: [r["flagged"] for r in rs] for m, rs in rows.items()} == {
+        "fine": [False, False], "off": [True, True], "pgd-high": [False, False], "pgd-low": [False, True],
+        "corrupt": [False, None]}
+    assert [r["attack"] for r in rows["fine"]] == ["—", "AutoAttack (standard)"]
+    assert rows["pgd-high"][1]["attack"] == "PGD-10" and rows["pgd-high"][1]["one_sided"]
+    text = R.layers_markdown({**stats, **models})
     assert "## Accuracy, measured and published" in text
-    assert "| off     | clean_acc  | 80.00%     | 90.00%      | 256      | ±5.6%    | **differs**" in text
-    assert "not measured" in text
+    assert "| off      | clean_acc  | —                     | 80.00%     | [71.5%, 86.4%] | 256      | 90.00%" in text
+    assert "ok (one-sided)" in text and "**differs** (one-sided)" in text and "not measured" in text
     assert "measured and published" not in R.layers_markdown(stats)    # no references: no table

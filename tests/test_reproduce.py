@@ -57,7 +57,7 @@ for m in models:
     net = zoo.load(m, params["models"][m], root)
     result = compute_frames(net, x, frame.vectors, "auto", labels=frame.labels, families=frame.families, point_ids=ids)
     stats = frame_statistics(result)
-    acc = evaluate_classifier(net, few, eps=[0.2], attack_steps=10)
+    acc = evaluate_classifier(net, few, eps=[0.2])
     out[m] = {"grams": result.grams.flatten().tolist(), "sensitivity": stats.sensitivity.flatten().tolist(),
               "vectors": len(result.labels),
               "rank": stats.rank.flatten().tolist(), "clean_acc": acc["clean_acc"], "robust_acc": acc["robust_acc@0.2"]}

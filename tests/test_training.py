@@ -191,12 +191,13 @@ def test_training_ignores_the_default_dtype(tiny):
 
 def test_evaluate_classifier_is_deterministic(tiny):
     model, _ = train_classifier(tiny, {"epochs": 3})     # past chance (75 %), so the attack has work to do
-    first = evaluate_classifier(model, tiny, eps=(0.1, 0.3), attack_steps=3, seed=1)
-    second = evaluate_classifier(model, tiny, eps=(0.1, 0.3), attack_steps=3, seed=1)
+    first = evaluate_classifier(model, tiny, eps=(0.1, 0.3), attack={"method": "pgd", "steps": 3}, seed=1)
+    second = evaluate_classifier(model, tiny, eps=(0.1, 0.3), attack={"method": "pgd", "steps": 3}, seed=1)
     first.pop("seconds"), second.pop("seconds")
     assert first == second
     assert set(first) == {"clean_acc", "robust_acc@0.1", "robust_acc@0.3", "rotated_acc",
-                          "translated_acc", "n_test", "n_attacked", "device"}
+                          "translated_acc", "n_test", "n_attacked", "device", "attack"}
+    assert first["attack"] == {"method": "pgd", "points": 100, "seed": 1, "steps": 3, "step_size": None}
     assert first["n_test"] == 100
     assert all(0 <= v <= 1 for k, v in first.items() if k.endswith("acc") or "@" in k)
     assert first["robust_acc@0.3"] <= first["robust_acc@0.1"] <= first["clean_acc"]
@@ -207,13 +208,31 @@ def test_an_l2_trained_model_is_also_attacked_in_l2_at_its_own_eps(tiny):
     from benchmark.models import zoo
 
     model, _ = train_classifier(tiny, {"epochs": 3})
-    params = {"attack": {"eps": 0.1, "steps": 3}, "data": {"eval_points": 40, "seed": 0}}
+    params = {"attack": {"method": "pgd", "eps": 0.1, "steps": 3}, "data": {"eval_points": 40, "seed": 0}}
     l2 = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
     linf = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "Linf", "eps": 0.1})
     assert {k for k in l2 if "@" in k} == {"robust_acc@0.1", "robust_acc_l2@1.5"}
     assert {k for k in linf if "@" in k} == {"robust_acc@0.1"}
     assert l2["robust_acc@0.1"] == linf["robust_acc@0.1"]          # the L∞ figure does not move
     assert l2["robust_acc_l2@1.5"] < l2["clean_acc"]
+
+
+def test_a_suite_attacking_with_autoattack_records_it(tiny):
+    """The suite's `attack` setting reaches the evaluation: AutoAttack's APGD-CE on the evaluation
+    points, in L∞ at the suite's ε and in L2 at an L2 model's own, recorded beside the figures."""
+    from benchmark.models import zoo
+
+    model, _ = train_classifier(tiny, {"epochs": 3})
+    params = {"attack": {"method": "autoattack", "eps": 0.1, "version": ["apgd-ce"], "iterations": 5},
+              "data": {"eval_points": 40, "seed": 0}}
+    result = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
+    assert result["attack"] == {"method": "autoattack", "version": "custom", "attacks": ["apgd-ce"],
+                                "iterations": 5, "points": 40, "seed": 0}
+    pgd_result = zoo.evaluate(model, tiny, {**params, "attack": {"method": "pgd", "eps": 0.1, "steps": 5}},
+                              {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
+    for key in ("robust_acc@0.1", "robust_acc_l2@1.5"):
+        assert result[key] < pgd_result["clean_acc"]
+        assert result[key] <= pgd_result[key] + 2 / 40     # APGD-CE-5 is no weaker than PGD-5, up to a point or two
 
 
 def test_vae_training_is_bit_identical(tiny):
@@ -234,8 +253,8 @@ def test_vae_training_and_attacks_run_on_the_gpu(tiny):
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(cpu.state_dict().values(),
                                                                          gpu.state_dict().values()))
     model, _ = train_classifier(tiny, {"epochs": 1})
-    on_cpu = evaluate_classifier(model, tiny, eps=(0.1,), attack_steps=2)
-    on_gpu = evaluate_classifier(model.cuda(), tiny, eps=(0.1,), attack_steps=2)
+    on_cpu = evaluate_classifier(model, tiny, eps=(0.1,), attack={"method": "pgd", "steps": 2})
+    on_gpu = evaluate_classifier(model.cuda(), tiny, eps=(0.1,), attack={"method": "pgd", "steps": 2})
     assert on_gpu["device"] == "cuda" and abs(on_gpu["clean_acc"] - on_cpu["clean_acc"]) <= 0.02
 
 

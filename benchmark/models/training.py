@@ -16,14 +16,14 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..attacks import pgd, robust_key
+from ..attacks import PGD10, adversarial_examples, attack_record, pgd, robust_key
 from ..data import Dataset
 from ..errors import NFBenchError
 from ..recipes import step_size, validate_recipe, validate_vae
@@ -206,13 +206,14 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float], l2_eps: Sequence[float] = (),
-                        attack_steps: int = 10, seed: int = 0, attack_data: Dataset | None = None) -> dict:
+                        attack: Mapping = PGD10, seed: int = 0, attack_data: Dataset | None = None) -> dict:
     """Accuracies on the test split of `data` (deterministic given `seed`).
 
     clean_acc; rotated_acc (mean over EVAL_ANGLES); translated_acc (mean over EVAL_SHIFTS); and
-    robust_acc@<eps> under PGD-L∞ and robust_acc_l2@<eps> under PGD-L2 at each of `l2_eps`
-    (`attack_steps` steps of 2.5·eps/steps, random start; `robust_key`) on the test split of
-    `attack_data` (default: the same; the attack costs 2·steps passes per image).
+    robust_acc@<eps> under the L∞ attack and robust_acc_l2@<eps> under the L2 one at each of `l2_eps`
+    (`robust_key`; the suite's `attack` setting: PGD from a seeded random start, or AutoAttack) on
+    the test split of `attack_data` (default: the same; PGD costs 2·steps passes per image), and
+    how they were measured (`attack_record`).
     The model runs in channels-last memory format meanwhile (max-pooling is several times
     faster so; it is restored after).
     """
@@ -245,10 +246,10 @@ def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float]
                         count("rotated_acc", model(_affine(x, angle, (0.0, 0.0), 1.0)), y)
                     for dx, dy in EVAL_SHIFTS:
                         count("translated_acc", model(_affine(x, 0.0, (dx, dy), 1.0)), y)
-            attack = _generator(seed, _EVAL)
+            draw = _generator(seed, _EVAL)
             for x, y in batches(attack_data):
                 for norm, e in threats:
-                    xa = pgd(model, x, y, e, attack_steps, 2.5 * e / max(attack_steps, 1), norm=norm, generator=attack)
+                    xa = adversarial_examples(model, x, y, norm, e, attack, seed=seed, generator=draw)
                     with torch.no_grad():
                         count(robust_key(norm, e), model(xa), y)
     finally:
@@ -259,8 +260,7 @@ def evaluate_classifier(model: nn.Module, data: Dataset, *, eps: Sequence[float]
     out.update({robust_key(*t): correct[robust_key(*t)] / n_attacked for t in threats})
     out["rotated_acc"] = correct["rotated_acc"] / (n * len(EVAL_ANGLES))
     out["translated_acc"] = correct["translated_acc"] / (n * len(EVAL_SHIFTS))
-    out["n_test"] = n
-    out["n_attacked"] = n_attacked
+    out.update(n_test=n, n_attacked=n_attacked, attack=attack_record(attack, n_attacked, seed))
     out["device"] = device.type
     out["seconds"] = time.perf_counter() - start
     return out

@@ -294,13 +294,14 @@ def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict
 
 
 def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
-    """Clean, rotated and translated accuracy, and PGD-L∞ robust accuracy at the suite's ε, of a model
-    (an L2-trained one, threat_model L2, is also attacked in L2 at its own ε: its published figure).
+    """Clean, rotated and translated accuracy, and robust accuracy under the suite's attack (PGD or
+    AutoAttack, its `attack` setting) in L∞ at the suite's ε, of a model (an L2-trained one,
+    threat_model L2, is also attacked in L2 at its own ε: its published figure).
 
-    The attack runs on the suite's fixed evaluation points (it costs 2·steps passes per image: a
-    full CIFAR-10/ImageNet attack is a GPU job, and RobustBench publishes full-test-set numbers,
-    recorded as `reference`); the other accuracies on the whole test split for local models, on
-    the evaluation points for downloaded ones.
+    The attack runs on the suite's fixed evaluation points (a full CIFAR-10/ImageNet attack is a
+    GPU job, and RobustBench publishes full-test-set AutoAttack numbers, recorded as `reference`;
+    `report.published_comparison` holds them side by side); the other accuracies on the whole test
+    split for local models, on the evaluation points for downloaded ones.
     """
     from ..data import eval_indices
     from .training import evaluate_classifier
@@ -312,7 +313,7 @@ def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
     threat = published_threat(spec.get("threat_model"), spec.get("eps"), float(attack["eps"]))
     l2_eps = [threat[1]] if threat and threat[0] == "L2" else []
     result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])], l2_eps=l2_eps,
-                                 attack_steps=attack["steps"], seed=params["data"]["seed"], attack_data=points)
+                                 attack=attack, seed=params["data"]["seed"], attack_data=points)
     where = f"{params['data']['eval_points']} evaluation points"
     result["evaluated_on"] = "test split" if local else where
     result["attacked_on"] = where

@@ -1,6 +1,7 @@
 """`nfbench evaluate [ID ...]`: the accuracies of the suite's fetched classifiers.
 
-Clean accuracy, PGD-L∞ robust accuracy at the suite's ε (and PGD-L2 at its own ε for an L2-trained model),
+Clean accuracy, robust accuracy under the suite's attack (PGD or AutoAttack) in L∞ at its ε (and in L2
+at its own ε for an L2-trained model), with how it was measured (`attacks.attack_record`),
 accuracy on rotated and on translated images (`zoo.evaluate`), written with each model's
 identity to metrics/models.json (committed, `dvc metrics show`).  One process for all models:
 a stage per model would pay the import of torch and MLflow once per model.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..attacks import robust_key
+from ..attacks import attack_name, robust_key
 from ..errors import NFBenchError
 from ..models import store
 from ..pipeline import MODEL_METRICS, model_accuracy, model_root, model_spec
@@ -38,13 +39,15 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, track: bool = Tr
             manifest = store.read_manifest(model_id, model_root(spec))
             record = records[model_id] = {**store.manifest_summary(manifest), "accuracy": accuracy}
             own = {k: v for k, v in accuracy.items() if k.startswith("robust_acc_")}
-            info["did"] = (f"clean {accuracy['clean_acc']:.1%}, PGD@{eps:g} {accuracy[robust_key('Linf', eps)]:.1%}"
+            info["did"] = (f"clean {accuracy['clean_acc']:.1%}, {attack_name(accuracy['attack'])}@{eps:g} "
+                           f"{accuracy[robust_key('Linf', eps)]:.1%}"
                            + "".join(f", {k.removeprefix('robust_acc_')} {v:.1%}" for k, v in own.items())
                            + f" on the {accuracy['evaluated_on']} ({accuracy['device']})")
             run.params.update({"source": spec["source"], "role": manifest["role"],
                                "obtained": store.obtained(manifest), "sha256": manifest["sha256"],
                                "data_hash": data.content_hash, "spec_hash": sha256_json(spec),
-                               **{f"spec.{k}": v for k, v in spec.items()}})
+                               **{f"spec.{k}": v for k, v in spec.items()},
+                               **{f"attack.{k}": v for k, v in accuracy["attack"].items()}})
             run.metrics.update(numbers(record))
             run.artifacts.append(model_root(spec) / model_id / store.MANIFEST)
             run.dataset = dataset(data.name, data.content_hash,

@@ -226,6 +226,7 @@ def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sh
     summary = lb.penultimate_summary(stats)
     return {"id": record["id"], "suite": params["suite"], "kind": "submission" if card else "suite",
             "display_name": record["display_name"], "role": record["role"], "eps": float(params["attack"]["eps"]),
+            "attack": record["accuracy"].get("attack"),
             "card": dict(card) if card else None, "spec": dict(spec),
             "penultimate": summary, "profile": lb.layer_profile(stats),
             "scores": lb.scores(summary, reference, record["accuracy"]),
