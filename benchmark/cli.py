@@ -1,4 +1,4 @@
-"""`nfbench`: one subcommand per pipeline stage, plus models / suite / check / bench / submit / leaderboard.
+"""`nfbench`: one subcommand per pipeline stage, plus models / suite / check / show / bench / submit / leaderboard.
 
 Every subcommand validates params.yaml first (errors name the key path) and exits 2 with a
 one-line message on bad input.
@@ -261,6 +261,12 @@ def cmd_suite_list(args) -> None:
         print(f"{name:28s} {(load_suite(name).get('description') or '').strip().splitlines()[0]}")
 
 
+def cmd_show(args) -> None:
+    from .stages import report
+
+    print(report.show(_params(args), args.point, args.models, args.out))
+
+
 def cmd_bench_frames(args) -> None:
     from .bench import Case, bench_frames
 
@@ -280,7 +286,26 @@ def parser() -> argparse.ArgumentParser:
     _stage_commands(sub)
     _leaderboard_commands(sub)
     _suite_commands(sub)
+    _show_command(sub)
     return p
+
+
+def _point(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a point index: {text!r} (a whole number, 0 for the first)") from None
+
+
+def _show_command(sub) -> None:
+    sp = _command(sub, "show", cmd_show, "one evaluation point's frame: its vectors as images and each one's "
+                                         "relative sensitivity along depth, from the frame files")
+    sp.add_argument("point", type=_point, metavar="POINT", help="index of the evaluation point (0..N-1)")
+    sp.add_argument("--model", dest="models", action="extend", nargs="+", metavar="ID",
+                    help="the models to show (default: the first standard, augmentation and "
+                         "adversarial model)")
+    sp.add_argument("--out", help="the figure's path (.png; an .svg is written beside it; "
+                                  "default: reports/show/frame_point<POINT>.png)")
 
 
 def _command(sub, name, func, help_text, tracked=False) -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from .metrics import FrameStatistics, as_float64, layer_means
 from .storage import write_bytes, write_text
 
 __all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison",
-           "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models"]
+           "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models", "save_figure"]
 
 ROLE_COLOURS = {"standard": "#1f77b4", "augmentation": "#2ca02c", "adversarial": "#d62728",
                 "noise": "#9467bd", "other": "#7f7f7f"}
@@ -68,7 +68,7 @@ def write_reports(claims: Mapping, stats: Mapping[str, FrameStatistics], out_dir
     if ladder is not None:
         figures["eps_ladder"] = ladder
     for name, fig in figures.items():
-        written += _save(fig, out_dir / "figures" / name)
+        written += save_figure(fig, out_dir / "figures" / name)
     return written
 
 
@@ -465,7 +465,7 @@ def _log_y(ax) -> None:
         ax.yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
-def _save(fig, stem: Path) -> list[Path]:
+def save_figure(fig, stem: Path) -> list[Path]:
     """PNG and SVG of a figure, with fixed metadata so that identical inputs give identical bytes."""
     import matplotlib
 

@@ -79,7 +79,7 @@ def test_reports_are_written_and_deterministic(tmp_path, stats, claims):
     # a different input gives a different figure (the bytes do depend on the data)
     other = dict(stats)
     other["std"] = make_stats("std", "standard", seed=99, factor=3.0)
-    R._save(R.sensitivity_figure(other, "noise"), tmp_path / "c" / "sensitivity_noise")
+    R.save_figure(R.sensitivity_figure(other, "noise"), tmp_path / "c" / "sensitivity_noise")
     assert (tmp_path / "c/sensitivity_noise.svg").read_bytes() != \
         (tmp_path / "a/figures/sensitivity_noise.svg").read_bytes()
 
