@@ -444,7 +444,7 @@ def test_the_example_submission_reproduces_its_committed_entry(tmp_path, monkeyp
         fetch.run(params, ["vae"], track=False)
     start = time.monotonic()
     assert main(["leaderboard", "verify", "aug-rot45-s0"]) == 0, capsys.readouterr().err
-    assert "all 18 values reproduce" in capsys.readouterr().out
+    assert "all 28 values reproduce" in capsys.readouterr().out   # 6 scores, 7 labels, 5 provenance, 10 reference
     assert time.monotonic() - start < 120
     entry = read_json(root / "leaderboard" / "embedded" / "aug-rot45-s0.json")
     assert entry["role"] == "augmentation" and math.isfinite(entry["scores"]["augmentation_invariance"])
