@@ -20,8 +20,9 @@ from .vocab import AUTOATTACK_STANDARD
 NORMS = ("Linf", "L2")
 # the embedded suite's attack, and evaluate_classifier's default
 PGD10 = MappingProxyType({"method": "pgd", "steps": 10, "step_size": None})
-# APGD-T's and FAB-T's target classes in the standard version (at most the model's classes − 1)
-_TARGET_CLASSES = 9
+# APGD-T's and FAB-T's target classes in the standard version (at most the model's classes − 1),
+# and APGD's and FAB's iterations there
+_TARGET_CLASSES, _ITERATIONS = 9, 100
 
 
 def robust_key(norm: str, eps: float) -> str:
@@ -165,7 +166,7 @@ def attack_record(setting: Mapping, points: int, seed: int) -> dict:
     else:
         attacks = autoattack_attacks(setting)
         record.update(version="standard" if attacks == AUTOATTACK_STANDARD else "custom", attacks=list(attacks),
-                      iterations=setting.get("iterations") or 100)
+                      iterations=setting.get("iterations") or _ITERATIONS)
     return record
 
 

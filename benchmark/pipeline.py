@@ -93,18 +93,24 @@ def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root
 
 def suite_frame(params: Mapping, points=POINTS):
     """(x, ids, frame, data meta): the suite's points on the device and the frame at them."""
-    from .models import zoo
     from .perturbations.frame import build_frame
 
     device = resolve_device(params["device"])
     x, _, ids, data_meta = load_points(points)
     x = x.to(device)
-    pert = params["perturbations"]
-    autoencoder = None
-    if "generative" in pert:
-        name = pert["generative"]["model"]
-        autoencoder = zoo.load(name, params["generative"][name], model_root(params["generative"][name])).to(device)
-    return x, ids, build_frame(pert, x, ids, autoencoder), data_meta
+    autoencoder = suite_autoencoder(params)
+    autoencoder = autoencoder.to(device) if autoencoder is not None else None
+    return x, ids, build_frame(params["perturbations"], x, ids, autoencoder), data_meta
+
+
+def suite_autoencoder(params: Mapping):
+    """The protocol's fetched autoencoder, on the CPU; None when the perturbations have no generative family."""
+    from .models import zoo
+
+    if "generative" not in params["perturbations"]:
+        return None
+    name = params["perturbations"]["generative"]["model"]
+    return zoo.load(name, params["generative"][name], model_root(params["generative"][name]))
 
 
 def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, points=POINTS,

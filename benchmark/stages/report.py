@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import gallery, report
 from ..errors import NFBenchError, one_of
-from ..pipeline import CLAIMS, CLAIMS_TAG, FRAMES, POINTS, REPORTS, load_points, load_statistics, model_root
+from ..pipeline import CLAIMS, CLAIMS_TAG, FRAMES, POINTS, REPORTS, load_points, load_statistics, suite_autoencoder
 from ..storage import read_json, sha256_file
 from . import announce
 
@@ -69,17 +69,7 @@ def frame_gallery(params: Mapping, indices: Sequence[int] | None = None, model_i
     indices = (gallery.report_points(y) if indices is None
                else [gallery.check_point(i, len(ids), str(points)) for i in indices])
     results = {m: FrameResult.load(Path(frames) / f"{m}.safetensors") for m in model_ids}
-    autoencoder = _autoencoder(params)
+    autoencoder = suite_autoencoder(params)
     return [gallery.point_gallery(i, x, y, ids, params["perturbations"], results, roles, autoencoder)
             for i in indices]
 
-
-def _autoencoder(params: Mapping):
-    """The protocol's fetched autoencoder (as `pipeline.suite_frame` loads it), on the CPU; None
-    when the perturbations have no generative family."""
-    from ..models import zoo
-
-    if "generative" not in params["perturbations"]:
-        return None
-    name = params["perturbations"]["generative"]["model"]
-    return zoo.load(name, params["generative"][name], model_root(params["generative"][name]))
