@@ -153,7 +153,7 @@ def test_overlapping_interval_is_inconclusive(tmp_path):
     ("at_most", 0.5, 1.05, "supported"), ("at_most", 1.1, 1.3, "not supported"), ("at_most", 1.0, 1.1, "inconclusive"),
 ])
 def test_verdict_rule(direction, low, high, expected):
-    exp = {"direction": direction, "threshold": 1.0, "margin": 0.05}
+    exp = C.Threshold(direction, 1.0, 0.05)
     assert C.verdict(exp, (low + high) / 2, low, high)[0] == expected
     assert C.verdict(exp, (low + high) / 2, None, None)[0] == "inconclusive"
 
@@ -487,8 +487,8 @@ def test_shipped_tasks_are_valid_and_documented():
     for t in tasks:
         assert "nfbench's own" in t.operationalization
         for m in t.measures:
-            expected = m.expected.get("finding") or m.expected
-            assert expected, f"{t.path}: every measure states what would support it, or its finding's bins"
+            stated = m.expected.bins if isinstance(m.expected, C.Finding) else m.expected.direction
+            assert stated, f"{t.path}: every measure states what would support it, or its finding's bins"
 
 
 # --------------------------------------------------------------------------------- the model-level design

@@ -44,9 +44,22 @@ reason, never an exception.
 """
 
 from .evaluate import evaluate, expected_text, ladder_models, verdict
-from .schema import Measure, Task
+from .schema import (
+    Aggregate,
+    Bin,
+    Bootstrap,
+    Compare,
+    Depths,
+    Expected,
+    Finding,
+    Measure,
+    Perturbation,
+    Task,
+    Threshold,
+)
 from .statistics import STATISTICS
 from .tasks import load_task, load_tasks
 
-__all__ = ["Task", "Measure", "STATISTICS", "load_tasks", "load_task", "evaluate", "verdict", "expected_text",
+__all__ = ["Task", "Measure", "Compare", "Perturbation", "Depths", "Expected", "Threshold", "Finding", "Bin",
+           "Aggregate", "Bootstrap", "STATISTICS", "load_tasks", "load_task", "evaluate", "verdict", "expected_text",
            "ladder_models"]

@@ -14,7 +14,7 @@ from ..errors import NFBenchError
 from ..metrics import FrameStatistics
 from ..vocab import TRANSFORMS
 from .resample import _Context, _Draws, _NotRun
-from .schema import LADDER, LADDER_MIN_LEVELS, PER_ROLE, TRAINED, TWO_GROUP, Measure, Task
+from .schema import LADDER, LADDER_MIN_LEVELS, PER_ROLE, TWO_GROUP, Bin, Expected, Finding, Measure, Task
 from .statistics import STATISTICS
 
 
@@ -71,15 +71,15 @@ def _units(measure: Measure, stats) -> list[tuple[str, dict[str, list[str]], dic
     design = STATISTICS[measure.statistic].design
     # the groups of models
     if design == TWO_GROUP:
-        control = measure.compare["control"]
-        treatments = measure.compare["treatment"]
+        control = measure.compare.control
+        treatments = measure.compare.treatment
         designs = [(t if len(treatments) > 1 else "", {"treatment": _models_of(stats, [t]),
                                                        "control": _models_of(stats, [control])}, t, control)
                    for t in treatments]
     elif design == PER_ROLE:
-        designs = [(r, {"role": _models_of(stats, [r])}, r, None) for r in measure.compare["roles"]]
+        designs = [(r, {"role": _models_of(stats, [r])}, r, None) for r in measure.compare.roles]
     else:
-        roles = measure.compare["ladder"]
+        roles = measure.compare.ladder
         ids = ladder_models(stats, roles)
         levels: dict[str, list[str]] = {}
         for m in ids:
@@ -123,9 +123,9 @@ def _what(measure: Measure) -> str:
         return measure.accuracy
     if p is None:
         return "frame"
-    if "labels" in p:
-        return "trained augmentations" if p["labels"] == TRAINED else ", ".join(p["labels"])
-    return ", ".join(p["family"])
+    if p.labels is not None:
+        return "trained augmentations" if p.trained else ", ".join(p.labels)
+    return ", ".join(p.family)
 
 
 def _subject_dict(measure: Measure, subject: str) -> dict:
@@ -135,10 +135,10 @@ def _subject_dict(measure: Measure, subject: str) -> dict:
     if p is None:
         return {}
     name = subject.split(" vs ")[0]
-    reference = {"reference": p["reference"]} if "reference" in p else {}
-    if "labels" in p and measure.aggregate["labels"]:
+    reference = {"reference": p.reference} if p.reference is not None else {}
+    if p.labels is not None and measure.aggregate.labels:
         return {"labels": tuple(name.split("+")), **reference}
-    return {"label": name, **reference} if "labels" in p else {"family": name, **reference}
+    return {"label": name, **reference} if p.labels is not None else {"family": name, **reference}
 
 
 def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: str):
@@ -146,12 +146,12 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
     p = measure.perturbation
     if p is None:
         return [(measure.accuracy or "frame", groups)]
-    if "family" in p:
-        return [(f"{f} vs {p['reference']}" if "reference" in p else f, groups) for f in p["family"]]
-    vs = f" vs {p['reference']}" if "reference" in p else ""
-    pooled = measure.aggregate["labels"] is not None
-    if p["labels"] != TRAINED:
-        return [("+".join(p["labels"]) + vs, groups)] if pooled else [(label + vs, groups) for label in p["labels"]]
+    vs = f" vs {p.reference}" if p.reference is not None else ""
+    if p.family is not None:
+        return [(f + vs, groups) for f in p.family]
+    pooled = measure.aggregate.labels is not None
+    if not p.trained:
+        return [("+".join(p.labels) + vs, groups)] if pooled else [(label + vs, groups) for label in p.labels]
     trained: dict[str, None] = {}
     for m in groups["treatment"]:
         for label in stats[m].meta.get("augmentations") or []:
@@ -196,15 +196,15 @@ def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int
                       cache: dict) -> list[dict]:
     stat = STATISTICS[measure.statistic]
     base = {"task": task.id, "claim": task.claim, "statistic": measure.statistic,
-            "expected": expected_text(measure.expected), "expectation": _json_safe(measure.expected),
-            "confidence": measure.bootstrap["confidence"], "n_points": n_points}
+            "expected": expected_text(measure.expected), "expectation": measure.expected.as_json(),
+            "confidence": measure.bootstrap.confidence, "n_points": n_points}
     rows = []
     for unit in _units(measure, stats):
         if len(unit) == 2:
             rows.append(_not_run(base, unit[0], unit[1], {}))
             continue
         label, groups, subject, n_models = unit
-        draws = _Draws(_rng(seed, task.id, index, label), n_points, measure.bootstrap["samples"],
+        draws = _Draws(_rng(seed, task.id, index, label), n_points, measure.bootstrap.samples,
                        {g: [(stats[m].meta.get("seed"), _stratum(stats[m])) for m in ids] for g, ids in groups.items()})
         ctx = _Context(stats, measure, groups, subject, label, draws, cache)
         try:
@@ -215,14 +215,6 @@ def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int
         rows += [{**_row(base, name, reps, measure, n_models), "paired_by_seed": draws.paired}
                  for name, reps in computed]
     return rows
-
-
-def _json_safe(expected: dict) -> dict:
-    """The expectation as JSON can hold it: an unbounded bin edge (±inf) becomes null."""
-    if "finding" not in expected:
-        return dict(expected)
-    return {"finding": {name: [e if math.isfinite(e) else None for e in edges]
-                        for name, edges in expected["finding"].items()}}
 
 
 def _not_run(base: dict, subject: str, reason: str, n_models: dict) -> dict:
@@ -237,7 +229,7 @@ def _row(base: dict, subject: str, reps: np.ndarray, measure: Measure, n_models:
                                        "(no defined sensitivities, or a zero denominator)", n_models)
     boot = reps[1:]
     finite = boot[np.isfinite(boot)]
-    alpha = 1 - measure.bootstrap["confidence"]
+    alpha = 1 - measure.bootstrap.confidence
     undefined = 1 - len(finite) / len(boot)
     if undefined > alpha or len(finite) == 0:
         low = high = None
@@ -255,10 +247,11 @@ def _row(base: dict, subject: str, reps: np.ndarray, measure: Measure, n_models:
     return row
 
 
-def verdict(expected: dict, value: float, low: float | None, high: float | None) -> tuple[str, str | None, str | None]:
+def verdict(expected: Expected, value: float, low: float | None,
+            high: float | None) -> tuple[str, str | None, str | None]:
     """(verdict, category, category range) of a point estimate and its interval (see module doc)."""
-    if "finding" in expected:
-        bins = expected["finding"]
+    if isinstance(expected, Finding):
+        bins = expected.bins
         category = _bin(bins, value)
         if low is None or high is None:
             return "finding", category, f"{category}..undetermined"
@@ -266,7 +259,7 @@ def verdict(expected: dict, value: float, low: float | None, high: float | None)
         return "finding", category, (None if lo_bin == hi_bin == category else f"{lo_bin}..{hi_bin}")
     if low is None or high is None:
         return "inconclusive", None, None
-    direction, t, m = expected["direction"], expected["threshold"], expected["margin"]
+    direction, t, m = expected.direction, expected.threshold, expected.margin
     boundary = t - m if direction in ("below", "at_least") else t + m
     claim_side = {"below": high < boundary, "at_most": high <= boundary,
                   "above": low > boundary, "at_least": low >= boundary}[direction]
@@ -275,22 +268,20 @@ def verdict(expected: dict, value: float, low: float | None, high: float | None)
     return ("supported" if claim_side else "not supported" if other_side else "inconclusive"), None, None
 
 
-def _bin(bins: dict, value: float) -> str:
-    names = list(bins)
-    for i, name in enumerate(names):
-        lo, hi = bins[name]
-        if lo <= value < hi or (i == len(names) - 1 and value == hi):
+def _bin(bins: tuple[Bin, ...], value: float) -> str:
+    for i, (name, lo, hi) in enumerate(bins):
+        if lo <= value < hi or (i == len(bins) - 1 and value == hi):
             return name
     return "outside the bins"
 
 
-def expected_text(expected: dict) -> str:
+def expected_text(expected: Expected) -> str:
     """Human text of an expectation: `< 0.95 (threshold 1, margin 0.05)`, or the finding's bins."""
-    if "finding" in expected:
-        bins = list(expected["finding"].items())
+    if isinstance(expected, Finding):
+        bins = expected.bins
         return "finding: " + ", ".join(f"{name} [{lo:.3g}, {hi:.3g}{']' if i == len(bins) - 1 else ')'}"
-                                       for i, (name, (lo, hi)) in enumerate(bins))
-    d, t, m = expected["direction"], expected["threshold"], expected["margin"]
+                                       for i, (name, lo, hi) in enumerate(bins))
+    d, t, m = expected.direction, expected.threshold, expected.margin
     sign = {"below": "<", "above": ">", "at_least": "≥", "at_most": "≤"}[d]
     boundary = t - m if d in ("below", "at_least") else t + m
     return f"{sign} {boundary:.3g} (threshold {t:.3g}, margin {m:.3g})"

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..metrics import FrameStatistics, as_float64, nanmean
-from .schema import Measure
+from .schema import Layer, Measure
 
 _TINY = 1e-300                                   # floor for logs (a killed perturbation is 0)
 
@@ -150,7 +150,7 @@ class _Context:
         return ("family_rank", self.subject["family"]) if "family" in self.subject else ("rank", None)
 
     # layers ----------------------------------------------------------------------------------
-    def slots(self, selection: list | None = None) -> list[_Slot]:
+    def slots(self, selection: Sequence[Layer] | None = None) -> list[_Slot]:
         ids = sorted({m for g in self.groups.values() for m in g})
         return _slots(selection if selection is not None else self.measure.layers, ids, self.stats)
 
@@ -161,23 +161,23 @@ class _Context:
         for m in ids:
             q = self.quantity(m, what)
             rows = np.stack([q[s.index[m]] for s in slots])                  # [S, B]
-            out.append(_point_aggregate(rows, self.draws.counts, self.measure.aggregate["points"]))
+            out.append(_point_aggregate(rows, self.draws.counts, self.measure.aggregate.points))
         return np.stack(out)
 
     def role_mean(self, group: str, what, slots: list[_Slot]) -> np.ndarray:
         """[R, S]: M_g(q, slot) on every replicate."""
         ids = self.groups[group]
         return _model_aggregate(self.model_means(ids, what, slots), self.draws.models[group],
-                                self.measure.aggregate["models"])
+                                self.measure.aggregate.models)
 
     def role_value(self, group: str, values: np.ndarray) -> np.ndarray:
         """[R]: model aggregate of one number per model (e.g. an accuracy), models resampled."""
         a = np.broadcast_to(np.asarray(values, dtype=np.float64)[:, None, None],
                             (len(values), self.draws.counts.shape[0], 1))
-        return _model_aggregate(a, self.draws.models[group], self.measure.aggregate["models"])[:, 0]
+        return _model_aggregate(a, self.draws.models[group], self.measure.aggregate.models)[:, 0]
 
 
-def _slots(selection: list, ids: list[str], stats: Mapping[str, FrameStatistics]) -> list[_Slot]:
+def _slots(selection: Sequence[Layer], ids: list[str], stats: Mapping[str, FrameStatistics]) -> list[_Slot]:
     """Map each layer selection item to one slot per layer (model id -> layer index)."""
     out: list[_Slot] = []
     for item in selection:
@@ -190,7 +190,7 @@ def _slots(selection: list, ids: list[str], stats: Mapping[str, FrameStatistics]
         elif item == "penultimate":
             out.append(_named_slot("penultimate", ids, stats, lambda st: st.penultimate))
         else:
-            lo, hi = (None, 1.0) if item == "all" else (item["after_depth"], item["up_to_depth"])
+            lo, hi = (None, 1.0) if item == "all" else (item.after_depth, item.up_to_depth)
             out += _depth_slots(lo, hi, ids, stats)
     names = [s.name for s in out]
     if len(set(names)) != len(names):

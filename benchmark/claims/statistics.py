@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import NFBenchError
 from ..metrics import nanmean
 from .resample import _Context, _log, _NotRun, _ratio, _Slot, _spearman
-from .schema import ACCURACIES, LADDER, PER_ROLE, TRAINED, TWO_GROUP
+from .schema import ACCURACIES, LADDER, PER_ROLE, TRAINED, TWO_GROUP, Layer, Perturbation
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Statistic:
     overall: bool = False           # may add an overall row over the layers
     description: str = ""
 
-    def check(self, perturbation, layers, accuracy, at) -> None:
+    def check(self, perturbation: Perturbation | None, layers: tuple[Layer, ...] | None, accuracy: str | None,
+              at: Callable[[str], str]) -> None:
         if self.perturbation == "either":
             if (perturbation is None) == (accuracy is None):
                 raise NFBenchError(f"{at('perturbation')}: give either perturbation (with layers) or accuracy")
@@ -44,18 +45,18 @@ class Statistic:
                 raise NFBenchError(f"{at('layers')}: required by this statistic")
             if self.layers == "forbidden" and layers is not None:
                 raise NFBenchError(f"{at('layers')}: not used by this statistic")
-            if self.layers == "all-only" and layers not in (None, ["all"]):
+            if self.layers == "all-only" and layers not in (None, ("all",)):
                 raise NFBenchError(f"{at('layers')}: this statistic uses every layer; give all or leave it out")
         if perturbation is not None:
-            if perturbation.get("labels") == TRAINED and self.design != TWO_GROUP:
+            if perturbation.trained and self.design != TWO_GROUP:
                 raise NFBenchError(f"{at('perturbation')}.labels: {TRAINED!r} needs a treatment role "
                                    f"(a two-group statistic)")
-            if self.reference == "required" and "reference" not in perturbation:
+            if self.reference == "required" and perturbation.reference is None:
                 raise NFBenchError(f"{at('perturbation')}.reference: required by this statistic")
-            if self.reference == "forbidden" and "reference" in perturbation:
+            if self.reference == "forbidden" and perturbation.reference is not None:
                 raise NFBenchError(f"{at('perturbation')}.reference: not used by this statistic")
             if self.design == PER_ROLE or self.perturbation == "optional":
-                if "labels" in perturbation:
+                if perturbation.labels is not None:
                     raise NFBenchError(f"{at('perturbation')}.labels: this statistic takes a family")
 
 
@@ -73,7 +74,7 @@ def _statistic(name: str, design: str, *, perturbation: str, layers: str, refere
 
 def _layer_rows(ctx: _Context, slots: list[_Slot], values: np.ndarray) -> list[tuple[str, np.ndarray]]:
     rows = [(f"{ctx.label} @ {s.name}", values[:, i]) for i, s in enumerate(slots)]
-    if ctx.measure.aggregate["overall"] == "geomean" and len(slots) > 1:
+    if ctx.measure.aggregate.overall == "geomean" and len(slots) > 1:
         rows.append((f"{ctx.label} @ all selected layers (geometric mean)", np.exp(nanmean(_log(values), 1))))
     return rows
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from ..config import read_yaml
 from ..errors import NFBenchError, one_of
@@ -20,8 +20,18 @@ from .schema import (
     PER_ROLE,
     TRAINED,
     TWO_GROUP,
+    Aggregate,
+    Bin,
+    Bootstrap,
+    Compare,
+    Depths,
+    Expected,
+    Finding,
+    Layer,
     Measure,
+    Perturbation,
     Task,
+    Threshold,
 )
 from .statistics import STATISTICS, Statistic
 
@@ -29,8 +39,6 @@ _TOP_KEYS = ("id", "claim", "operationalization", "compare", "perturbation", "la
              "statistic", "expected", "aggregate", "bootstrap", "measures")
 _MEASURE_KEYS = ("compare", "perturbation", "layers", "accuracy", "statistic", "expected",
                  "aggregate", "bootstrap")
-_DEFAULTS = {"aggregate": {"points": "mean", "models": "mean", "overall": None, "labels": None},
-             "bootstrap": {"samples": 2000, "confidence": 0.95}}
 _LABEL = re.compile(r"^[A-Za-z0-9_.-]+/\d+$")   # noise/3, vae/5: the other families' labels
 
 
@@ -113,9 +121,9 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
         raise NFBenchError(f"{at('accuracy')}: {one_of(str(accuracy), ACCURACIES, 'accuracy')}")
     stat.check(perturbation, layers, accuracy, at)
     aggregate = _aggregate(raw.get("aggregate"), at("aggregate"))
-    if aggregate["overall"] and not stat.overall:
+    if aggregate.overall and not stat.overall:
         raise NFBenchError(f"{at('aggregate')}.overall: statistic {name!r} has no per-layer rows to combine")
-    if aggregate["labels"] and "labels" not in (perturbation or {}):
+    if aggregate.labels and (perturbation is None or perturbation.labels is None):
         raise NFBenchError(f"{at('aggregate')}.labels: pools the labels of `perturbation: {{labels: ...}}`; "
                            f"this measure selects none")
     return Measure(name, compare, perturbation, layers, accuracy, _expected(raw["expected"], at("expected")),
@@ -140,7 +148,7 @@ def _role_list(value, where: str) -> list[str]:
     return roles
 
 
-def _compare(raw, design: str, where: str) -> dict:
+def _compare(raw, design: str, where: str) -> Compare:
     forms = {TWO_GROUP: ("treatment", "control"), PER_ROLE: ("roles",), LADDER: ("ladder",)}
     keys = forms[design]
     if not isinstance(raw, Mapping):
@@ -151,17 +159,18 @@ def _compare(raw, design: str, where: str) -> dict:
     for key in keys:
         if key not in raw:
             raise NFBenchError(f"{where}.{key}: required for a {design} statistic")
-    out = {key: _role_list(raw[key], f"{where}.{key}") for key in keys}
-    if design == TWO_GROUP:
-        if len(out["control"]) != 1:
-            raise NFBenchError(f"{where}.control: must be a single role")
-        out["control"] = out["control"][0]
-        if out["control"] in out["treatment"]:
-            raise NFBenchError(f"{where}: the control role {out['control']!r} is also a treatment")
-    return out
+    out = {key: tuple(_role_list(raw[key], f"{where}.{key}")) for key in keys}
+    if design != TWO_GROUP:
+        return Compare(**out)
+    if len(out["control"]) != 1:
+        raise NFBenchError(f"{where}.control: must be a single role")
+    control = out["control"][0]
+    if control in out["treatment"]:
+        raise NFBenchError(f"{where}: the control role {control!r} is also a treatment")
+    return Compare(treatment=out["treatment"], control=control)
 
 
-def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
+def _perturbation(raw, stat: Statistic, where: str) -> Perturbation | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -169,9 +178,9 @@ def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
     _known_keys(raw, ("family", "labels", "reference"), where)
     if ("family" in raw) == ("labels" in raw):
         raise NFBenchError(f"{where}: give exactly one of family or labels")
-    out: dict[str, Any] = {}
+    family = labels = reference = None
     if "family" in raw:
-        out["family"] = _names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family")
+        family = tuple(_names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family"))
     else:
         labels = raw["labels"]
         if labels != TRAINED:
@@ -181,22 +190,22 @@ def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
                 if not isinstance(label, str) or not (label in TRANSFORMS or _LABEL.match(label)):
                     raise NFBenchError(f"{where}.labels: {label!r} is not a frame label "
                                        f"({', '.join(TRANSFORMS)}, or family/index such as noise/0)")
-        out["labels"] = labels
+            labels = tuple(labels)
     if "reference" in raw:
-        out["reference"] = _names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
-        if len(out["reference"]) != 1:
+        references = _names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
+        if len(references) != 1:
             raise NFBenchError(f"{where}.reference: must be a single family")
-        out["reference"] = out["reference"][0]
-    return out
+        reference = references[0]
+    return Perturbation(family, labels, reference)
 
 
-def _layers(raw, stat: Statistic, where: str) -> list | None:
+def _layers(raw, stat: Statistic, where: str) -> tuple[Layer, ...] | None:
     if raw is None:
         return None
     items = raw if isinstance(raw, list) else [raw]
     if not items:
         raise NFBenchError(f"{where}: must select at least one layer")
-    out: list = []
+    out: list[Layer] = []
     for i, item in enumerate(items):
         w = f"{where}[{i}]" if isinstance(raw, list) else where
         if isinstance(item, Mapping):
@@ -210,13 +219,13 @@ def _layers(raw, stat: Statistic, where: str) -> list | None:
                     raise NFBenchError(f"{w}.{key}: must be a relative depth in [0, 1], got {value!r}")
             if sel["after_depth"] is not None and sel["after_depth"] >= sel["up_to_depth"]:
                 raise NFBenchError(f"{w}: after_depth must be below up_to_depth")
-            out.append(sel)
+            out.append(Depths(**sel))
         elif item in LAYER_NAMES:
             out.append(item)
         else:
             raise NFBenchError(f"{w}: {one_of(str(item), LAYER_NAMES, 'layer selection')} "
                                f"(or a mapping {{after_depth: d, up_to_depth: d}})")
-    return out
+    return tuple(out)
 
 
 def _number(value, where: str, low: float = -math.inf, high: float = math.inf) -> float:
@@ -225,7 +234,7 @@ def _number(value, where: str, low: float = -math.inf, high: float = math.inf) -
     return float(value)
 
 
-def _expected(raw, where: str) -> dict:
+def _expected(raw, where: str) -> Expected:
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be {{direction, threshold, margin}} or {{finding: {{bin: [lo, hi]}}}}")
     if "finding" in raw:
@@ -233,34 +242,34 @@ def _expected(raw, where: str) -> dict:
         bins = raw["finding"]
         if not isinstance(bins, Mapping) or not bins:
             raise NFBenchError(f"{where}.finding: must map category names to [low, high] intervals")
-        out = {}
+        out: dict[str, tuple[float, float]] = {}
         for name, edges in bins.items():
             if (not isinstance(edges, list) or len(edges) != 2
                     or any(isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges)
                     or not edges[0] < edges[1]):
                 raise NFBenchError(f"{where}.finding.{name}: must be [low, high] with low < high, got {edges!r}")
-            out[str(name)] = [float(edges[0]), float(edges[1])]
+            out[str(name)] = (float(edges[0]), float(edges[1]))
         ordered = sorted(out.values())
         if any(a[1] > b[0] for a, b in zip(ordered, ordered[1:])):
             raise NFBenchError(f"{where}.finding: the bins overlap")
-        return {"finding": dict(sorted(out.items(), key=lambda kv: kv[1][0]))}
+        return Finding(tuple(Bin(name, lo, hi) for name, (lo, hi) in sorted(out.items(), key=lambda kv: kv[1][0])))
     _known_keys(raw, ("direction", "threshold", "margin"), where)
     for key in ("direction", "threshold", "margin"):
         if key not in raw:
             raise NFBenchError(f"{where}.{key}: required (or give finding: instead)")
     if raw["direction"] not in DIRECTIONS:
         raise NFBenchError(f"{where}.direction: {one_of(str(raw['direction']), DIRECTIONS, 'direction')}")
-    return {"direction": raw["direction"], "threshold": _number(raw["threshold"], f"{where}.threshold"),
-            "margin": _number(raw["margin"], f"{where}.margin", 0.0)}
+    return Threshold(raw["direction"], _number(raw["threshold"], f"{where}.threshold"),
+                     _number(raw["margin"], f"{where}.margin", 0.0))
 
 
-def _aggregate(raw, where: str) -> dict:
+def _aggregate(raw, where: str) -> Aggregate:
     if raw is None:
-        return dict(_DEFAULTS["aggregate"])
+        return Aggregate()
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of points, models, overall, labels")
     _known_keys(raw, ("points", "models", "overall", "labels"), where)
-    out = {**_DEFAULTS["aggregate"], **raw}
+    out = {**asdict(Aggregate()), **raw}
     for key in ("points", "models"):
         if out[key] not in AGGREGATIONS:
             raise NFBenchError(f"{where}.{key}: {one_of(str(out[key]), AGGREGATIONS, 'aggregation')}")
@@ -269,19 +278,19 @@ def _aggregate(raw, where: str) -> dict:
     if out["labels"] not in (None, "geomean"):
         raise NFBenchError(f"{where}.labels: must be geomean (one subject pooling the labels) or absent "
                            f"(a row per label)")
-    return out
+    return Aggregate(**out)
 
 
-def _bootstrap(raw, where: str) -> dict:
+def _bootstrap(raw, where: str) -> Bootstrap:
     if raw is None:
-        return dict(_DEFAULTS["bootstrap"])
+        return Bootstrap()
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of samples, confidence")
     _known_keys(raw, ("samples", "confidence"), where)
-    out = {**_DEFAULTS["bootstrap"], **raw}
+    out = {**asdict(Bootstrap()), **raw}
     if isinstance(out["samples"], bool) or not isinstance(out["samples"], int) or out["samples"] < 100:
         raise NFBenchError(f"{where}.samples: must be an integer ≥ 100, got {out['samples']!r}")
     c = out["confidence"]
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
         raise NFBenchError(f"{where}.confidence: must be a number in (0, 1), got {c!r}")
-    return {"samples": out["samples"], "confidence": float(c)}
+    return Bootstrap(out["samples"], float(c))
