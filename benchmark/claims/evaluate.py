@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,20 @@ def ladder_models(stats: Mapping[str, FrameStatistics], roles=("standard", "adve
     return [m for m in _models_of(stats, roles) if stats[m].meta.get("threat_model") in (None, "Linf")]
 
 
-def _units(measure: Measure, stats) -> list[tuple[str, dict[str, list[str]], dict, dict[str, int]] | tuple[str, str]]:
-    """What a measure is computed on: (label, groups, subject, n_models) units, or (label, reason)."""
+@dataclass(frozen=True)
+class _Unit:
+    """One thing a measure is computed on: the rows' label, the groups of models, the subject the
+    statistic sees and the number of models per role; or, where it cannot be computed, the reason."""
+
+    label: str
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    subject: dict = field(default_factory=dict)
+    n_models: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None
+
+
+def _units(measure: Measure, stats) -> list[_Unit]:
+    """What a measure is computed on: one unit per group design and subject."""
     design = STATISTICS[measure.statistic].design
     # the groups of models
     if design == TWO_GROUP:
@@ -86,30 +99,30 @@ def _units(measure: Measure, stats) -> list[tuple[str, dict[str, list[str]], dic
             levels.setdefault(f"eps={float(stats[m].meta.get('eps') or 0.0)!r}", []).append(m)
         designs = [("ε ~", levels, "+".join(roles), None)]
 
-    units: list = []
+    units: list[_Unit] = []
     for prefix, groups, treatment, control in designs:
         label = (f"{treatment}/{control}:" if design == TWO_GROUP and prefix
                  else f"{prefix}:" if design == PER_ROLE else prefix)
         empty = [name for name, ids in groups.items() if not ids]
         if design == LADDER:
             if not groups:
-                units.append((_join(label, _what(measure)), f"no models with role {treatment}"))
+                units.append(_Unit(_join(label, _what(measure)), reason=f"no models with role {treatment}"))
                 continue
             if len(groups) < LADDER_MIN_LEVELS:
-                units.append((_join(label, _what(measure)),
-                              f"no ε ladder: {len(groups)} distinct ε among the {treatment} models "
-                              f"(needs {LADDER_MIN_LEVELS})"))
+                units.append(_Unit(_join(label, _what(measure)),
+                                   reason=f"no ε ladder: {len(groups)} distinct ε among the {treatment} models "
+                                          f"(needs {LADDER_MIN_LEVELS})"))
                 continue
         elif empty:
             role = {"treatment": treatment, "control": control, "role": treatment}[empty[0]]
-            units.append((_join(label, _what(measure)), f"no models with role {role} in this suite"))
+            units.append(_Unit(_join(label, _what(measure)), reason=f"no models with role {role} in this suite"))
             continue
         for subject, sub_groups in _subjects(measure, groups, stats, treatment):
             if isinstance(sub_groups, str):
-                units.append((_join(label, subject), sub_groups))
+                units.append(_Unit(_join(label, subject), reason=sub_groups))
                 continue
-            n_models = _count_roles(sub_groups, stats)
-            units.append((_join(label, subject), sub_groups, _subject_dict(measure, subject), n_models))
+            units.append(_Unit(_join(label, subject), sub_groups, _subject_dict(measure, subject),
+                               _count_roles(sub_groups, stats)))
     return units
 
 
@@ -200,13 +213,13 @@ def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int
             "confidence": measure.bootstrap.confidence, "n_points": n_points}
     rows = []
     for unit in _units(measure, stats):
-        if len(unit) == 2:
-            rows.append(_not_run(base, unit[0], unit[1], {}))
+        if unit.reason is not None:
+            rows.append(_not_run(base, unit.label, unit.reason, unit.n_models))
             continue
-        label, groups, subject, n_models = unit
+        label, groups, n_models = unit.label, unit.groups, unit.n_models
         draws = _Draws(_rng(seed, task.id, index, label), n_points, measure.bootstrap.samples,
                        {g: [(stats[m].meta.get("seed"), _stratum(stats[m])) for m in ids] for g, ids in groups.items()})
-        ctx = _Context(stats, measure, groups, subject, label, draws, cache)
+        ctx = _Context(stats, measure, groups, unit.subject, label, draws, cache)
         try:
             computed = stat.fn(ctx)
         except _NotRun as exc:
