@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import NFBenchError
 from ..metrics import FrameStatistics
 from ..vocab import TRANSFORMS
-from .resample import _Context, _Draws, _NotRun
+from .resample import Group, _Context, _Draws, _NotRun
 from .schema import LADDER, LADDER_MIN_LEVELS, PER_ROLE, TWO_GROUP, Bin, Expected, Finding, Measure, Task
 from .statistics import STATISTICS
 
@@ -73,7 +73,7 @@ class _Unit:
     statistic sees and the number of models per role; or, where it cannot be computed, the reason."""
 
     label: str
-    groups: dict[str, list[str]] = field(default_factory=dict)
+    groups: dict[Group, list[str]] = field(default_factory=dict)
     subject: dict = field(default_factory=dict)
     n_models: dict[str, int] = field(default_factory=dict)
     reason: str | None = None
@@ -94,9 +94,9 @@ def _units(measure: Measure, stats) -> list[_Unit]:
     else:
         roles = measure.compare.ladder
         ids = ladder_models(stats, roles)
-        levels: dict[str, list[str]] = {}
+        levels: dict[float, list[str]] = {}          # ε -> its models
         for m in ids:
-            levels.setdefault(f"eps={float(stats[m].meta.get('eps') or 0.0)!r}", []).append(m)
+            levels.setdefault(float(stats[m].meta.get("eps") or 0.0), []).append(m)
         designs = [("ε ~", levels, "+".join(roles), None)]
 
     units: list[_Unit] = []
@@ -154,7 +154,7 @@ def _subject_dict(measure: Measure, subject: str) -> dict:
     return {"label": name, **reference} if p.labels is not None else {"family": name, **reference}
 
 
-def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: str):
+def _subjects(measure: Measure, groups: dict[Group, list[str]], stats, treatment: str):
     """(subject, groups) per perturbation subject; groups is a reason string when not runnable."""
     p = measure.perturbation
     if p is None:
@@ -187,7 +187,7 @@ def _subjects(measure: Measure, groups: dict[str, list[str]], stats, treatment: 
     return out
 
 
-def _count_roles(groups: dict[str, list[str]], stats) -> dict[str, int]:
+def _count_roles(groups: dict[Group, list[str]], stats) -> dict[str, int]:
     counts: dict[str, int] = {}
     for m in sorted({m for ids in groups.values() for m in ids}):
         role = str(stats[m].meta.get("role"))

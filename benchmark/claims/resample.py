@@ -12,6 +12,7 @@ from ..metrics import FrameStatistics, as_float64, nanmean
 from .schema import Layer, Measure
 
 _TINY = 1e-300                                   # floor for logs (a killed perturbation is 0)
+Group = str | float     # a group of models: its part in the design (treatment, control, role), or a ladder's ε
 
 
 def _log(a: np.ndarray) -> np.ndarray:
@@ -44,9 +45,11 @@ class _Draws:
     recipe), so a draw keeps the design's proportions of ε levels.
 
     models: group -> [(seed, stratum) of each of its models]; seed None where a model has none.
+    The groups draw from `rng` one after another in the order of their names as text (an ε level's
+    is its repr), so a group's draws do not depend on the order of `models`.
     """
 
-    def __init__(self, rng: np.random.Generator, n_points: int, samples: int, models: Mapping[str, list]):
+    def __init__(self, rng: np.random.Generator, n_points: int, samples: int, models: Mapping[Group, list]):
         self.counts = np.ones((samples + 1, n_points))
         if n_points:
             self.counts[1:] = rng.multinomial(n_points, np.full(n_points, 1 / n_points), size=samples)
@@ -56,13 +59,13 @@ class _Draws:
         self.paired = len(models) > 1 and len(shared) > 1 and all(
             None not in s and len(set(s)) == len(s) and sorted(s, key=str) == shared and len(strata[g]) == 1
             for g, s in seeds.items())
-        self.models: dict[str, np.ndarray] = {}
+        self.models: dict[Group, np.ndarray] = {}
         if self.paired:                  # one draw of seeds; each group takes its model of each seed
             draw = self._draw(rng, [list(range(len(shared)))], samples)
-            for name in sorted(models):
+            for name in sorted(models, key=str):
                 self.models[name] = np.asarray([seeds[name].index(s) for s in shared])[draw]
             return
-        for name in sorted(models):
+        for name in sorted(models, key=str):
             self.models[name] = self._draw(rng, strata[name], samples)
 
     @staticmethod
@@ -102,7 +105,7 @@ class _Slot:
 class _Context:
     """What a statistic function sees: the groups of models, the subject, the draws, helpers."""
 
-    def __init__(self, stats: Mapping[str, FrameStatistics], measure: Measure, groups: dict[str, list[str]],
+    def __init__(self, stats: Mapping[str, FrameStatistics], measure: Measure, groups: dict[Group, list[str]],
                  subject: dict, label: str, draws: _Draws, cache: dict):
         self.stats, self.measure, self.groups, self.subject, self.label = stats, measure, groups, subject, label
         self.draws, self._cache = draws, cache
@@ -164,13 +167,13 @@ class _Context:
             out.append(_point_aggregate(rows, self.draws.counts, self.measure.aggregate.points))
         return np.stack(out)
 
-    def role_mean(self, group: str, what, slots: list[_Slot]) -> np.ndarray:
+    def role_mean(self, group: Group, what, slots: list[_Slot]) -> np.ndarray:
         """[R, S]: M_g(q, slot) on every replicate."""
         ids = self.groups[group]
         return _model_aggregate(self.model_means(ids, what, slots), self.draws.models[group],
                                 self.measure.aggregate.models)
 
-    def role_value(self, group: str, values: np.ndarray) -> np.ndarray:
+    def role_value(self, group: Group, values: np.ndarray) -> np.ndarray:
         """[R]: model aggregate of one number per model (e.g. an accuracy), models resampled."""
         a = np.broadcast_to(np.asarray(values, dtype=np.float64)[:, None, None],
                             (len(values), self.draws.counts.shape[0], 1))

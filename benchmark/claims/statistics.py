@@ -180,8 +180,8 @@ def ladder_spearman(ctx: _Context):
     """Spearman rank correlation, across the ladder's models, of ε with a per-model quantity:
     the point aggregate of the perturbation's relative sensitivity at a layer, or an accuracy.
     Models are resampled within each ε level, points as everywhere."""
-    levels = sorted(ctx.groups, key=lambda g: float(g.split("=", 1)[1]))
-    eps = np.concatenate([np.full(len(ctx.groups[g]), float(g.split("=", 1)[1])) for g in levels])
+    levels = sorted(ctx.groups)                                                          # the ε levels
+    eps = np.concatenate([np.full(len(ctx.groups[g]), g, dtype=np.float64) for g in levels])
     drawn = np.concatenate([ctx.draws.models[g] + sum(len(ctx.groups[h]) for h in levels[:i])
                             for i, g in enumerate(levels)], axis=1)                      # [R, n]
     ids = [m for g in levels for m in ctx.groups[g]]
