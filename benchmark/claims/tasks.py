@@ -33,7 +33,7 @@ from .schema import (
     Task,
     Threshold,
 )
-from .statistics import STATISTICS, Statistic
+from .statistics import STATISTICS
 
 _TOP_KEYS = ("id", "claim", "operationalization", "compare", "perturbation", "layers", "accuracy",
              "statistic", "expected", "aggregate", "bootstrap", "measures")
@@ -114,12 +114,12 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
         if key not in raw:
             raise NFBenchError(f"{at(key)}: required")
     compare = _compare(raw["compare"], stat.design, at("compare"))
-    perturbation = _perturbation(raw.get("perturbation"), stat, at("perturbation"))
-    layers = _layers(raw.get("layers"), stat, at("layers"))
+    perturbation = _perturbation(raw.get("perturbation"), at("perturbation"))
+    layers = _layers(raw.get("layers"), at("layers"))
     accuracy = raw.get("accuracy")
     if accuracy is not None and accuracy not in ACCURACIES:
         raise NFBenchError(f"{at('accuracy')}: {one_of(str(accuracy), ACCURACIES, 'accuracy')}")
-    stat.check(perturbation, layers, accuracy, at)
+    stat.check(perturbation, layers, accuracy, at)        # what this statistic needs of the three, together
     aggregate = _aggregate(raw.get("aggregate"), at("aggregate"))
     if aggregate.overall and not stat.overall:
         raise NFBenchError(f"{at('aggregate')}.overall: statistic {name!r} has no per-layer rows to combine")
@@ -170,7 +170,8 @@ def _compare(raw, design: str, where: str) -> Compare:
     return Compare(treatment=out["treatment"], control=control)
 
 
-def _perturbation(raw, stat: Statistic, where: str) -> Perturbation | None:
+def _perturbation(raw, where: str) -> Perturbation | None:
+    """The form of `perturbation:`; what a statistic requires of it is `Statistic.check`'s."""
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -199,7 +200,8 @@ def _perturbation(raw, stat: Statistic, where: str) -> Perturbation | None:
     return Perturbation(family, labels, reference)
 
 
-def _layers(raw, stat: Statistic, where: str) -> tuple[Layer, ...] | None:
+def _layers(raw, where: str) -> tuple[Layer, ...] | None:
+    """The form of `layers:`; what a statistic requires of it is `Statistic.check`'s."""
     if raw is None:
         return None
     items = raw if isinstance(raw, list) else [raw]
