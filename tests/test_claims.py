@@ -452,6 +452,23 @@ def test_schema_errors_name_file_and_key(tmp_path, changes, where, what):
     assert "\n" not in message
 
 
+def test_a_loaded_measure_is_typed(tmp_path):
+    """The YAML's mappings become the schema's records, defaults filled in, bins ordered by low edge."""
+    body = {**BASE_TASK, "layers": ["logits", {"after_depth": 0.5}], "aggregate": {"overall": "geomean"},
+            "perturbation": {"family": ["noise", "generative"], "reference": "noise"},
+            "statistic": "suppression_ratio", "expected": {"finding": {"high": [1, 2], "low": [0, 1]}}}
+    del body["bootstrap"]
+    m = C.load_task(write_task(tmp_path, body)).measures[0]
+    assert m.compare == C.Compare(treatment=("augmentation",), control="standard")
+    assert m.perturbation == C.Perturbation(family=("noise", "generative"), reference="noise")
+    assert m.layers == ("logits", C.Depths(0.5, 1.0))
+    assert m.expected == C.Finding((C.Bin("low", 0.0, 1.0), C.Bin("high", 1.0, 2.0)))
+    assert m.expected.as_json() == {"finding": {"low": [0.0, 1.0], "high": [1.0, 2.0]}}
+    assert m.aggregate == C.Aggregate(overall="geomean") and m.bootstrap == C.Bootstrap()
+    trained = C.load_task(write_task(tmp_path, BASE_TASK)).measures[0]
+    assert trained.perturbation.trained and trained.expected == C.Threshold("below", 1.0, 0.05)
+
+
 def test_schema_error_inside_measures_names_the_measure(tmp_path):
     body = {k: v for k, v in BASE_TASK.items() if k not in ("statistic", "expected")}
     body["measures"] = [{"statistic": "sensitivity_ratio", "expected": BASE_TASK["expected"]},
