@@ -1,13 +1,14 @@
-"""The leaderboard: model cards, scores from frame statistics, verification, and its tables.
+"""The leaderboard: model cards, what an entry records, verification, and its tables.
 
 A researcher describes a model in a card, `submissions/<id>.yaml` (SUBMITTING.md); `nfbench
 submit` scores it on the suite's fixed points and perturbations and writes one entry,
 `leaderboard/<suite>/<id>.json`.  The suite's own models get entries of the same form,
 derived from their frame statistics.  Tables are rendered from the entries alone.
 
-Every score is a function of two small summaries (`penultimate_summary`): the model's and the
-mean of the suite's standard models' (`reference`), so an entry carries everything needed to
-read and re-check its scores.  Everything here is pure except `load_card`, which reads the card.
+The scores and their intervals are claims statistics against the suite's standard models
+(benchmark/scores.py); an entry also records the standard models' penultimate summary
+(`reference_summary`) and its model's layer profile.  Everything here is pure except
+`load_card`, which reads the card.
 """
 
 from __future__ import annotations
@@ -20,18 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tabulate import tabulate
 
 from .attacks import attack_name
 from .config import MODEL_ID, read_yaml, validate_model
 from .errors import NFBenchError, one_of
-from .metrics import FrameStatistics
+from .metrics import FrameStatistics, as_float64, layer_means, nanmean
 from .regression import ROUNDING
+from .scores import BY_LABEL, SCORES, reproduces
 from .vocab import DATASET_DIMS, ROLES, TRANSFORMS
 
-__all__ = ["Card", "load_card", "Score", "SCORES", "penultimate_summary", "layer_profile", "reference",
-           "scores", "compare", "sort_entries", "format_score", "leaderboard_markdown", "leaderboard_html"]
+__all__ = ["Card", "load_card", "layer_profile", "reference_summary", "compare", "sort_entries", "format_score",
+           "format_interval", "leaderboard_markdown", "leaderboard_html"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,121 +205,36 @@ def _reported(value: Any, where: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scores
-
-
-@dataclass(frozen=True)
-class Score:
-    """One leaderboard column.
-
-    better:    which end the leaderboard sorts first ("lower" or "higher")
-    tolerance: relative: a recomputed value reproduces when |new − old| ≤ tolerance·max(|new|, |old|)
-               (or ≤ absolute); 0 and 0 mean exactly
-    """
-
-    title: str
-    better: str
-    tolerance: float
-    definition: str
-    absolute: float = 0.0
-
-
-# Frames of the same checkpoint reproduce to float rounding on any machine: the reproduce check's tolerance.
-FRAME_TOLERANCE = ROUNDING["relative"]
-SCORES = {
-    "augmentation_invariance": Score(
-        "aug. invariance ↓", "lower", FRAME_TOLERANCE,
-        "geometric mean over the frame's augmentations of the model's relative sensitivity along each "
-        "augmentation tangent at the penultimate layer, relative to the suite's standard models' and "
-        "divided by the same ratio for noise directions (< 1: more invariant to the augmentation than a "
-        "standard model, beyond any general change in sensitivity)"),
-    "noise_suppression": Score(
-        "noise sensitivity ↓", "lower", FRAME_TOLERANCE,
-        "relative sensitivity along random noise directions at the penultimate layer, divided by the "
-        "suite's standard models' (< 1: suppresses noise more than a standard model)"),
-    "on_manifold_retention": Score(
-        "on-manifold retention ↑", "higher", FRAME_TOLERANCE,
-        "relative sensitivity along the generative model's decoder directions over that along noise, "
-        "at the penultimate layer (> 1: on-manifold changes are kept more than random ones)"),
-    "effective_rank": Score(
-        "eff. rank ↑", "higher", FRAME_TOLERANCE,
-        "effective rank (participation ratio of the cosine Gram) of the whole frame at the penultimate "
-        "layer: how many directions the perturbations still span there"),
-    "clean_acc": Score("clean acc.", "higher", 0.0, "accuracy on the suite's evaluation split"),
-    # PGD's sign steps amplify rounding: on another CPU's kernels one image of 256 changed for 6 of 48 models
-    "robust_acc": Score("robust acc.", "higher", 0.0, "accuracy under the suite's L∞ attack at its ε (PGD or "
-                        "AutoAttack: the entry's `attack`), on the suite's evaluation points", absolute=0.01),
-}
-BY_LABEL = "augmentation_invariance_by_label"    # per-augmentation ratios, same tolerance as their mean
-
-
-def _point_mean(values: torch.Tensor) -> float | None:
-    """nan-aware mean over the evaluation points; None where no point defines it."""
-    mean = float(values.to(torch.float64).nanmean())
-    return mean if math.isfinite(mean) else None
-
-
-def penultimate_summary(stats: FrameStatistics) -> dict:
-    """What the scores read from a model's statistics: point means at the penultimate layer.
-
-    labels: relative sensitivity along each augmentation tangent; families: mean relative
-    sensitivity of each family; effective_rank: of the whole frame.
-    """
-    p = stats.penultimate
-    if p is None:
-        raise NFBenchError(f"model {stats.meta.get('id', '?')}: no penultimate layer was observed "
-                           f"(layers: {', '.join(stats.layers)}); the scores are defined there")
-    augmentations = [label for label, f in zip(stats.labels, stats.families) if f == "augmentation"]
-    return {"layer": stats.layers[p],
-            "labels": {label: _point_mean(stats.label(label)[p]) for label in dict.fromkeys(augmentations)},
-            "families": {f: _point_mean(stats.family(f)[p]) for f in stats.family_names},
-            "effective_rank": _point_mean(stats.rank[p])}
+# What an entry records of a model's frames (its scores: benchmark/scores.py)
 
 
 def layer_profile(stats: FrameStatistics) -> dict:
     """Per observed layer, each family's mean relative sensitivity (for the sparklines)."""
+    families, _ = layer_means(stats)
     return {"layers": list(stats.layers), "depth": [float(d) for d in stats.depth],
-            "families": {f: [_point_mean(row) for row in stats.family(f)] for f in stats.family_names}}
+            "families": {f: [_finite(v) for v in values] for f, values in families.items()}}
 
 
-def reference(summaries: Iterable[Mapping]) -> dict:
-    """The standard models' summary: per label and family, the mean over models of their summaries."""
-    summaries = list(summaries)
-    if not summaries:
-        raise NFBenchError("the suite has no standard models with statistics; the scores are relative to them")
-
+def reference_summary(reference: Mapping[str, FrameStatistics]) -> dict:
+    """The standard models' penultimate summary, for readers and for verify: per augmentation
+    label and per family, the mean over the models of their point means (None where undefined)."""
     def mean(values: list) -> float | None:
         return None if any(v is None for v in values) else sum(values) / len(values)
 
+    def point_means(st: FrameStatistics) -> dict:
+        p = st.penultimate
+        labels = dict.fromkeys(lb for lb, f in zip(st.labels, st.families) if f == "augmentation")
+        return {"labels": {lb: _finite(nanmean(as_float64(st.label(lb)[p]), 0)) for lb in labels},
+                "families": {f: _finite(values[p]) for f, values in layer_means(st)[0].items()}}
+
+    summaries = [point_means(st) for st in reference.values()]
     return {part: {key: mean([s[part].get(key) for s in summaries]) for key in summaries[0][part]}
             for part in ("labels", "families")}
 
 
-def _ratio(num: float | None, den: float | None) -> float | None:
-    return None if num is None or den is None or den <= 0 else num / den
-
-
-def _geometric_mean(values: list[float | None]) -> float | None:
-    if not values or any(v is None for v in values):
-        return None
-    return 0.0 if min(values) == 0 else math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def scores(summary: Mapping, ref: Mapping, accuracy: Mapping) -> dict:
-    """The leaderboard scores of one model (see SCORES); None where undefined for this suite."""
-    missing = set(summary["labels"]) ^ set(ref["labels"])
-    if missing:
-        raise NFBenchError(f"the model's frame and the reference's differ in augmentations "
-                           f"({', '.join(sorted(missing))}); both must come from the suite's perturbation settings")
-    families = summary["families"]
-    noise = _ratio(families.get("noise"), ref["families"].get("noise"))
-    by_label = {label: _ratio(_ratio(v, ref["labels"][label]), noise) for label, v in summary["labels"].items()}
-    return {"augmentation_invariance": _geometric_mean(list(by_label.values())),
-            BY_LABEL: by_label,
-            "noise_suppression": noise,
-            "on_manifold_retention": _ratio(families.get("generative"), families.get("noise")),
-            "effective_rank": summary["effective_rank"],
-            "clean_acc": accuracy.get("clean_acc"), "robust_acc": accuracy.get("robust_acc")}
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,40 +242,48 @@ def scores(summary: Mapping, ref: Mapping, accuracy: Mapping) -> dict:
 
 # provenance that must be identical for a recomputed entry to count as the same computation
 EXACT_PROVENANCE = ("card_sha256", "checkpoint_sha256", "points_sha256", "generative_sha256", "reference_models")
-# the standard models' mean the scores are relative to: frame values, so equal to float rounding, not bit for bit
-REFERENCE = Score("reference", "lower", FRAME_TOLERANCE, "the standard models' mean penultimate summary")
-
-
-def _close(old, new, score: Score) -> bool:
-    if old is None or new is None:
-        return old is None and new is None
-    return abs(new - old) <= max(score.tolerance * max(abs(new), abs(old)), score.absolute)
 
 
 def compare(entry: Mapping, recomputed: Mapping) -> tuple[bool, list[dict]]:
-    """Compare an entry with its recomputation: (all reproduce, one row per checked value)."""
+    """Compare an entry with its recomputation: (all reproduce, one row per checked value).
+
+    Every score, its interval's ends and the standard models' summary are frame values or
+    accuracies, so they reproduce within their score's tolerance, not bit for bit."""
     rows = []
     for name, score in SCORES.items():
-        rows.append(_row(name, entry["scores"].get(name), recomputed["scores"].get(name), score))
-        if name == "augmentation_invariance":
-            old, new = entry["scores"].get(BY_LABEL) or {}, recomputed["scores"].get(BY_LABEL) or {}
-            rows += [_row(f"{name}[{label}]", old.get(label), new.get(label), score)
-                     for label in dict.fromkeys([*old, *new])]
+        keys = [(name, None)] + [(BY_LABEL, label) for label in _labels(entry, recomputed)] * (
+            name == "augmentation_invariance")
+        for key, label in keys:
+            shown = name if label is None else f"{name}[{label}]"
+            values = [_value(e, "scores", key, label) for e in (entry, recomputed)]
+            bounds = [_value(e, "intervals", key, label) or [None, None] for e in (entry, recomputed)]
+            rows += [_row(shown, *values, score.tolerance),
+                     *(_row(f"{shown} interval {end}", bounds[0][i], bounds[1][i], score.tolerance)
+                       for i, end in enumerate(("low", "high")))]
     for key in EXACT_PROVENANCE:
         old, new = entry["provenance"].get(key), recomputed["provenance"].get(key)
         rows.append({"value": key, "entry": old, "recomputed": new, "tolerance": "exact",
                      "status": "ok" if old == new else "differs"})
     old, new = entry["provenance"].get("reference") or {}, recomputed["provenance"].get("reference") or {}
-    rows += [_row(f"reference.{part}[{key}]", old.get(part, {}).get(key), new.get(part, {}).get(key), REFERENCE)
+    rows += [_row(f"reference.{part}[{key}]", old.get(part, {}).get(key), new.get(part, {}).get(key), ROUNDING)
              for part in ("families", "labels") for key in dict.fromkeys([*old.get(part, {}), *new.get(part, {})])]
     return all(r["status"] == "ok" for r in rows), rows
 
 
-def _row(name: str, old, new, score: Score) -> dict:
-    tolerance = " or ".join([f"{score.tolerance:g} relative"] * bool(score.tolerance)
-                            + [f"{score.absolute:g} absolute"] * bool(score.absolute)) or "exact"
-    return {"value": name, "entry": old, "recomputed": new, "tolerance": tolerance,
-            "status": "ok" if _close(old, new, score) else "differs"}
+def _labels(*entries: Mapping) -> list[str]:
+    return list(dict.fromkeys(label for e in entries for label in e["scores"].get(BY_LABEL) or {}))
+
+
+def _value(entry: Mapping, part: str, key: str, label: str | None):
+    value = (entry.get(part) or {}).get(key)
+    return (value or {}).get(label) if label is not None else value
+
+
+def _row(name: str, old, new, tolerance: Mapping) -> dict:
+    shown = " or ".join([f"{tolerance['relative']:g} relative"] * bool(tolerance["relative"])
+                        + [f"{tolerance['absolute']:g} absolute"] * bool(tolerance["absolute"])) or "exact"
+    return {"value": name, "entry": old, "recomputed": new, "tolerance": shown,
+            "status": "ok" if reproduces(old, new, tolerance) else "differs"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +305,19 @@ def format_score(name: str, value) -> str:
     if value is None:
         return "—"
     return f"{value:.1%}" if name.endswith("_acc") else f"{value:.3f}"
+
+
+def format_interval(name: str, bounds) -> str:
+    """A score's 95 % interval as the tables show it, "[low, high]"; "" where it has none."""
+    return f"[{format_score(name, bounds[0])}, {format_score(name, bounds[1])}]" if bounds else ""
+
+
+def _shown(entry: Mapping, name: str, label: str | None = None) -> tuple[str, str]:
+    """(value, interval) texts of one score of an entry (a per-label one with `label`)."""
+    if label is None:
+        return format_score(name, entry["scores"].get(name)), format_interval(name, entry["intervals"].get(name))
+    value = (entry["scores"].get(BY_LABEL) or {}).get(label)
+    return format_score(name, value), format_interval(name, (entry["intervals"].get(BY_LABEL) or {}).get(label))
 
 
 def _link(entry: Mapping) -> str | None:
@@ -410,21 +347,24 @@ def leaderboard_markdown(entries: Iterable[Mapping], suite: str, by: str) -> str
         name = e["display_name"].replace("|", "\\|")
         link = _link(e)
         rows.append([i, f"[{name}]({link})" if link else name, f"`{e['id']}`", _kind(e), e["role"],
-                     *(format_score(k, e["scores"].get(k)) for k in SCORES)])
-    labels = list(dict.fromkeys(label for e in entries for label in e["scores"].get(BY_LABEL) or {}))
-    per_label = [[f"`{e['id']}`", *(format_score(label, (e["scores"].get(BY_LABEL) or {}).get(label))
+                     *(" ".join(_shown(e, k)).strip() for k in SCORES)])
+    labels = _labels(*entries)
+    per_label = [[f"`{e['id']}`", *(" ".join(_shown(e, "augmentation_invariance", label)).strip()
                                     for label in labels)]
                  for e in entries]
     lines = [f"# Leaderboard — suite `{suite}`", "",
              f"Neural-frame profile of every model, sorted by {SCORES[by].title.rstrip(' ↑↓')} "
              f"({SCORES[by].better} first).  Scores are read at each model's penultimate layer from its "
-             f"frame statistics on the suite's fixed evaluation points; ↓/↑ mark the end that sorts first.  "
-             f"Definitions and how to submit a model: [SUBMITTING.md](../SUBMITTING.md).", "",
+             f"frame statistics on the suite's fixed evaluation points, each with its 95 % interval in "
+             f"brackets (bootstrap over the points and the standard models, as the claims draw; accuracies: "
+             f"Wilson); ↓/↑ mark the end that sorts first.  Definitions and how to submit a model: "
+             f"[SUBMITTING.md](../SUBMITTING.md).", "",
              tabulate(rows, headers=["#", "model", "id", "entry", "training", *_headers(entries)],
                       tablefmt="github", disable_numparse=True), "",
              "## Augmentation invariance per transform", "",
-             "The model's relative sensitivity along each augmentation tangent at the penultimate layer "
-             "over the suite's standard models', divided by the same ratio for noise (< 1: more invariant).", "",
+             "Augmentation invariance for each augmentation tangent alone: the factor by which the model "
+             "suppresses it relative to the suite's standard models over the factor for noise, at the "
+             "penultimate layer (> 1: more invariant), with its 95 % interval.", "",
              tabulate(per_label, headers=["id", *labels], tablefmt="github", disable_numparse=True), "",
              "## Definitions", ""]
     lines += [f"- **{s.title.rstrip(' ↑↓')}** (`{k}`): {s.definition}." for k, s in SCORES.items()]
@@ -466,7 +406,7 @@ def leaderboard_html(entries: Iterable[Mapping], suite: str, by: str) -> str:
         name = esc(e["display_name"])
         name = f'<a href="{esc(link)}">{name}</a>' if link else name
         scores_cells = [cell("" if e["scores"].get(k) is None else repr(e["scores"][k]),
-                             format_score(k, e["scores"].get(k))) for k in SCORES]
+                             '{}<br><small class="ci">{}</small>'.format(*map(esc, _shown(e, k)))) for k in SCORES]
         rows.append("<tr>" + cell(i, str(i)) + cell(e["display_name"], f"{name}<br><code>{esc(e['id'])}</code>", "text")
                     + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text")
                     + "".join(scores_cells) + f'<td class="text">{_sparkline(e["profile"], low, high)}</td></tr>')

@@ -307,6 +307,22 @@ class FrameStatistics:
             raise NFBenchError(one_of(name, self.labels, "frame vector label"))
         return _masked_nanmean(self.sensitivity, torch.tensor([other == name for other in self.labels]))
 
+    def at_layers(self, names: list[str]) -> FrameStatistics:
+        """The statistics at some of the observed layers only (in their order; the penultimate
+        index follows its layer, None when that layer is not kept)."""
+        missing = [n for n in names if n not in self.layers]
+        if missing:
+            raise NFBenchError(f"model {self.meta.get('id', '?')}: {one_of(missing[0], self.layers, 'observed layer')}")
+        keep = [i for i, layer in enumerate(self.layers) if layer in names]
+        index = torch.tensor(keep)
+        penultimate = keep.index(self.penultimate) if self.penultimate in keep else None
+        return FrameStatistics(layers=[self.layers[i] for i in keep], labels=list(self.labels),
+                               families=list(self.families), family_names=list(self.family_names),
+                               point_ids=self.point_ids.clone(), depth=self.depth[index].clone(),
+                               sensitivity=self.sensitivity[index].clone(), rank=self.rank[index].clone(),
+                               family_rank=self.family_rank[:, index].clone(), penultimate=penultimate,
+                               meta=dict(self.meta))
+
     def to_bytes(self) -> bytes:
         from .storage import tensors_to_bytes
 
@@ -348,6 +364,12 @@ def frame_statistics(result: FrameResult, meta: dict[str, Any] | None = None) ->
 
 def as_float64(values) -> np.ndarray:
     return np.asarray(values.detach().cpu().numpy() if hasattr(values, "detach") else values, dtype=np.float64)
+
+
+def binomial_interval(p: float, n: int, z: float) -> tuple[float, float]:
+    """The Wilson score interval of a proportion p measured on n points, at z standard errors."""
+    centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z * z / n)), min(1.0, (centre + spread) / (1 + z * z / n))
 
 
 def nanmean(a: np.ndarray, axis: int) -> np.ndarray:

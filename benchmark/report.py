@@ -30,7 +30,7 @@ from tabulate import tabulate
 
 from .attacks import attack_name
 from .claims import ladder_models as claims_ladder_models
-from .metrics import FrameStatistics, as_float64, layer_means
+from .metrics import FrameStatistics, as_float64, binomial_interval, layer_means
 from .storage import write_bytes, write_text
 
 __all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison",
@@ -183,12 +183,6 @@ def _families(stats: Mapping[str, FrameStatistics]) -> list[str]:
 PUBLISHED_Z = 3.0     # the binomial interval's width in standard errors (99.7 %): many rows are compared
 
 
-def binomial_interval(p: float, n: int, z: float = PUBLISHED_Z) -> tuple[float, float]:
-    """The Wilson score interval of a proportion p measured on n points, at z standard errors."""
-    centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z * z / n)), min(1.0, (centre + spread) / (1 + z * z / n))
-
-
 def published_comparison(meta: Mapping) -> list[dict]:
     """A model's measured clean and robust accuracy beside its published `reference` (percent).
 
@@ -213,7 +207,7 @@ def published_comparison(meta: Mapping) -> list[dict]:
                "flagged": None, "attack": attack_name(attack) if metric == "robust_acc" else "—",
                "one_sided": metric == "robust_acc" and not (attack and attack.get("version") == "standard")}
         if measured is not None and n:
-            low, high = row["interval"] = binomial_interval(measured, n)
+            low, high = row["interval"] = binomial_interval(measured, n, PUBLISHED_Z)
             row["flagged"] = published < low and not row["one_sided"] or published > high
         rows.append(row)
     return rows

@@ -19,8 +19,7 @@ import yaml
 
 from benchmark import leaderboard as lb
 from benchmark.cli import main
-from benchmark.errors import NFBenchError
-from benchmark.metrics import FrameStatistics
+from benchmark.scores import BY_LABEL, SCORES
 from benchmark.storage import read_json, sha256_file, write_json
 
 TESTS = Path(__file__).resolve().parent
@@ -28,71 +27,17 @@ ROOT = TESTS.parent
 
 
 # ---------------------------------------------------------------------------------------------
-# Scores, by hand
-
-NAN = float("nan")
-
-
-def hand_stats(penultimate_rows: list[list[float]], rank: list[float], model_id: str = "m") -> FrameStatistics:
-    """Statistics of a frame [rotate, translate_x, noise/0, noise/1, vae/0] at 2 points; the
-    penultimate layer's sensitivities are given per point, the other layers are 1."""
-    labels = ["rotate", "translate_x", "noise/0", "noise/1", "vae/0"]
-    families = ["augmentation", "augmentation", "noise", "noise", "generative"]
-    sensitivity = torch.ones(3, 2, 5, dtype=torch.float64)
-    sensitivity[1] = torch.tensor(penultimate_rows, dtype=torch.float64)
-    return FrameStatistics(
-        layers=["input", "hidden", "logits"], labels=labels, families=families,
-        family_names=["augmentation", "noise", "generative"], point_ids=torch.arange(2),
-        depth=torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), sensitivity=sensitivity,
-        rank=torch.tensor([[5.0, 5.0], rank, [1.0, 1.0]], dtype=torch.float64),
-        family_rank=torch.ones(3, 3, 2, dtype=torch.float64), penultimate=1, meta={"id": model_id})
-
-
-MODEL = hand_stats([[0.2, 0.5, 0.1, 0.3, 0.6],       # point 0: rotate, translate_x, noise/0, noise/1, vae/0
-                    [0.4, NAN, 0.2, 0.2, 0.2]],      # point 1: translate_x undefined there
-                   rank=[4.0, 2.0])
-STANDARD_A = hand_stats([[0.5, 0.2, 0.4, 0.4, 0.4], [0.5, 0.2, 0.4, 0.4, 0.4]], rank=[3.0, 3.0])
-STANDARD_B = hand_stats([[0.7, 0.3, 0.4, 0.4, 0.4], [0.7, 0.3, 0.4, 0.4, 0.4]], rank=[3.0, 3.0])
-
-
-def test_penultimate_summary_takes_nan_aware_point_means():
-    summary = lb.penultimate_summary(MODEL)
-    assert summary["layer"] == "hidden"
-    assert summary["labels"] == pytest.approx({"rotate": 0.3, "translate_x": 0.5})          # (0.2+0.4)/2; 0.5 alone
-    # augmentation per point: (0.2+0.5)/2, 0.4 -> 0.375; noise: 0.2, 0.2 -> 0.2; vae: (0.6+0.2)/2
-    assert summary["families"] == pytest.approx({"augmentation": 0.375, "noise": 0.2, "generative": 0.4})
-    assert summary["effective_rank"] == pytest.approx(3.0)
-
-
-def test_scores_against_the_standard_models_by_hand():
-    reference = lb.reference([lb.penultimate_summary(STANDARD_A), lb.penultimate_summary(STANDARD_B)])
-    assert reference["labels"] == pytest.approx({"rotate": 0.6, "translate_x": 0.25})
-    assert reference["families"]["noise"] == pytest.approx(0.4)
-    s = lb.scores(lb.penultimate_summary(MODEL), reference, {"clean_acc": 0.9, "robust_acc": 0.25})
-    assert s["noise_suppression"] == pytest.approx(0.5)                            # 0.2/0.4
-    assert s[lb.BY_LABEL] == pytest.approx({"rotate": 1.0, "translate_x": 4.0})   # (0.3/0.6)/0.5, (0.5/0.25)/0.5
-    assert s["augmentation_invariance"] == pytest.approx(2.0)                      # √(1·4)
-    assert s["on_manifold_retention"] == pytest.approx(2.0)                        # 0.4/0.2
-    assert s["effective_rank"] == pytest.approx(3.0)
-    assert (s["clean_acc"], s["robust_acc"]) == (0.9, 0.25)
-
-
-def test_undefined_scores_are_none_and_frames_must_match():
-    summary = lb.penultimate_summary(MODEL)
-    no_generative = {**summary, "families": {"augmentation": 0.375, "noise": 0.2}}
-    reference = lb.reference([lb.penultimate_summary(STANDARD_A)])
-    assert lb.scores(no_generative, reference, {})["on_manifold_retention"] is None
-    with pytest.raises(NFBenchError, match="differ in augmentations"):
-        lb.scores({**summary, "labels": {"rotate": 0.3}}, reference, {})
-    with pytest.raises(NFBenchError, match="no standard models"):
-        lb.reference([])
+# Verification (the scores themselves: tests/test_scores.py)
 
 
 def test_verification_tolerances_rounding_for_frames_an_image_for_pgd_exact_for_clean_accuracy():
     from benchmark.regression import ROUNDING
 
-    entry = {"scores": {"augmentation_invariance": 1.0, lb.BY_LABEL: {"rotate": 0.5}, "noise_suppression": 0.5,
-                        "on_manifold_retention": None, "effective_rank": 3.0, "clean_acc": 0.9, "robust_acc": 0.25},
+    entry = {"scores": {"augmentation_invariance": 1.0, BY_LABEL: {"rotate": 0.5}, "noise_suppression": 0.5,
+                        "on_manifold_retention": None, "rank_retention": 0.6, "clean_acc": 0.9, "robust_acc": 0.25},
+             "intervals": {"augmentation_invariance": [0.9, 1.1], BY_LABEL: {"rotate": [0.4, 0.6]},
+                           "noise_suppression": [0.4, 0.6], "on_manifold_retention": None,
+                           "rank_retention": [0.5, 0.7], "clean_acc": [0.6, 0.98], "robust_acc": None},
              "provenance": {**{k: "x" for k in lb.EXACT_PROVENANCE},
                             "reference": {"families": {"noise": 0.2}, "labels": {"rotate": 0.4}}}}
     near = {**entry, "scores": {**entry["scores"], "augmentation_invariance": 1.0 + 0.9 * ROUNDING["relative"],
@@ -102,6 +47,11 @@ def test_verification_tolerances_rounding_for_frames_an_image_for_pgd_exact_for_
                        ("robust_acc", 0.25 + 3 / 256), ("on_manifold_retention", 2.0)):
         ok, rows = lb.compare(entry, {**entry, "scores": {**entry["scores"], key: value}})
         assert not ok and [r["value"] for r in rows if r["status"] != "ok"] == [key]
+    # the intervals' ends are checked like their scores, the per-tangent ones too
+    moved = {**entry["intervals"], BY_LABEL: {"rotate": [0.4, 0.6 * 1.01]}}
+    ok, rows = lb.compare(entry, {**entry, "intervals": moved})
+    differing = [r["value"] for r in rows if r["status"] != "ok"]
+    assert not ok and differing == ["augmentation_invariance[rotate] interval high"]
     ok, rows = lb.compare(entry, {**entry, "provenance": {**entry["provenance"], "checkpoint_sha256": "y"}})
     assert not ok and [r["value"] for r in rows if r["status"] != "ok"] == ["checkpoint_sha256"]
     # the reference is frame values: another CPU's rounding passes, a changed value does not
@@ -231,9 +181,10 @@ def test_submit_writes_one_entry_with_scores_and_provenance(project, capsys):
     entry = read_json(project / "leaderboard" / "embedded" / "tiny-a.json")
     assert entry["kind"] == "submission" and entry["card"]["display_name"] == "Tiny tiny-a"
     assert entry["spec"]["mean"] == [0.1307] and entry["spec"]["std"] == [0.3081]
-    assert set(entry["scores"]) == set(lb.SCORES) | {lb.BY_LABEL}
-    assert set(entry["scores"][lb.BY_LABEL]) == {"rotate", "translate_x"}
-    assert entry["penultimate"]["layer"] == "act"
+    assert set(entry["scores"]) == set(entry["intervals"]) == set(SCORES) | {BY_LABEL}
+    assert set(entry["scores"][BY_LABEL]) == set(entry["intervals"][BY_LABEL]) == {"rotate", "translate_x"}
+    assert list(read_json(project / "leaderboard" / "embedded-suite" / "base-std.json")["provenance"]["reference"]
+                ["labels"]) == ["rotate", "translate_x"]
     from benchmark.models import zoo
     from benchmark.pipeline import load_points
 
@@ -385,7 +336,8 @@ def test_a_card_outside_submissions_is_refused(project, capsys):
 def test_verify_reproduces_an_entry_and_catches_a_changed_score(project, capsys):
     submitted(capsys, str(write_card(project, "tiny-a")))
     assert main(["leaderboard", "verify", "tiny-a"]) == 0
-    assert "all 17 values reproduce" in capsys.readouterr().out   # 6 scores, 2 labels, 5 provenance, 4 reference
+    # (6 scores + 2 labels) × (value, interval low, high), 5 provenance, 4 reference
+    assert "all 33 values reproduce" in capsys.readouterr().out
     path = project / "leaderboard" / "embedded" / "tiny-a.json"
     entry = read_json(path)
     entry["scores"]["noise_suppression"] *= 1 + 1e-2
@@ -444,7 +396,8 @@ def test_the_example_submission_reproduces_its_committed_entry(tmp_path, monkeyp
         fetch.run(params, ["vae"], track=False)
     start = time.monotonic()
     assert main(["leaderboard", "verify", "aug-rot45-s0"]) == 0, capsys.readouterr().err
-    assert "all 28 values reproduce" in capsys.readouterr().out   # 6 scores, 7 labels, 5 provenance, 10 reference
+    # (6 scores + 7 labels) × (value, interval low, high), 5 provenance, 10 reference
+    assert "all 54 values reproduce" in capsys.readouterr().out
     assert time.monotonic() - start < 120
     entry = read_json(root / "leaderboard" / "embedded" / "aug-rot45-s0.json")
     assert entry["role"] == "augmentation" and math.isfinite(entry["scores"]["augmentation_invariance"])

@@ -43,7 +43,7 @@ models, a perturbation absent from the frames, no ε ladder) gives `not run` row
 reason, never an exception.
 """
 
-from .evaluate import evaluate, expected_text, ladder_models, verdict
+from .evaluate import evaluate, expected_text, group_replicates, interval, ladder_models, verdict
 from .schema import (
     Aggregate,
     Bin,
@@ -58,8 +58,8 @@ from .schema import (
     Threshold,
 )
 from .statistics import STATISTICS
-from .tasks import load_task, load_tasks
+from .tasks import load_task, load_tasks, parse_measure
 
 __all__ = ["Task", "Measure", "Compare", "Perturbation", "Depths", "Expected", "Threshold", "Finding", "Bin",
-           "Aggregate", "Bootstrap", "STATISTICS", "load_tasks", "load_task", "evaluate", "verdict", "expected_text",
-           "ladder_models"]
+           "Aggregate", "Bootstrap", "STATISTICS", "load_tasks", "load_task", "parse_measure", "evaluate",
+           "group_replicates", "interval", "verdict", "expected_text", "ladder_models"]

@@ -207,7 +207,6 @@ def _rng(seed: int, *key: Any) -> np.random.Generator:
 
 def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int, n_points: int,
                       cache: dict) -> list[dict]:
-    stat = STATISTICS[measure.statistic]
     base = {"task": task.id, "claim": task.claim, "statistic": measure.statistic,
             "expected": expected_text(measure.expected), "expectation": measure.expected.as_json(),
             "confidence": measure.bootstrap.confidence, "n_points": n_points}
@@ -216,18 +215,65 @@ def _evaluate_measure(task: Task, index: int, measure: Measure, stats, seed: int
         if unit.reason is not None:
             rows.append(_not_run(base, unit.label, unit.reason, unit.n_models))
             continue
-        label, groups, n_models = unit.label, unit.groups, unit.n_models
-        draws = _Draws(_rng(seed, task.id, index, label), n_points, measure.bootstrap.samples,
-                       {g: [(stats[m].meta.get("seed"), _stratum(stats[m])) for m in ids] for g, ids in groups.items()})
-        ctx = _Context(stats, measure, groups, unit.subject, label, draws, cache)
+        label, groups, subject, n_models = unit.label, unit.groups, unit.subject, unit.n_models
         try:
-            computed = stat.fn(ctx)
+            computed, paired = _replicates(measure, stats, groups, subject, label,
+                                           _rng(seed, task.id, index, label), n_points, cache)
         except _NotRun as exc:
             rows.append(_not_run(base, label, str(exc), n_models))
             continue
-        rows += [{**_row(base, name, reps, measure, n_models), "paired_by_seed": draws.paired}
-                 for name, reps in computed]
+        rows += [{**_row(base, name, reps, measure, n_models), "paired_by_seed": paired} for name, reps in computed]
     return rows
+
+
+def _replicates(measure: Measure, stats, groups: dict[str, list[str]], subject: dict, label: str,
+                rng: np.random.Generator, n_points: int, cache: dict,
+                stream: tuple | None = None) -> tuple[list[tuple[str, np.ndarray]], bool]:
+    """The statistic's rows on these groups: ([(name, replicates [R])], paired by seed); _NotRun if
+    undefined.  `stream` names a random stream whose draws `cache` shares between calls."""
+    draws = _Draws(rng, n_points, measure.bootstrap.samples,
+                   {g: [(stats[m].meta.get("seed"), _stratum(stats[m])) for m in ids] for g, ids in groups.items()},
+                   stream, cache)
+    ctx = _Context(stats, measure, groups, subject, label, draws, cache)
+    return STATISTICS[measure.statistic].fn(ctx), draws.paired
+
+
+def group_replicates(measure: Measure, stats: Mapping[str, FrameStatistics], groups: dict[str, list[str]], *,
+                     seed: int, key: str, cache: dict | None = None) -> list[tuple[str, np.ndarray | str]]:
+    """A measure on explicitly named groups of models rather than roles (the leaderboard scores
+    one model against the suite's standard models): per subject row, (name, replicates [R]) with
+    replicate 0 the estimate, or (name, reason) where it cannot be computed.  Drawn exactly as
+    the claims draw, on the stream that measure 0 of a task with id `key` draws for a subject.
+    Calls sharing a `cache` share the draws and the point aggregates of models they have in
+    common: the models must be the same under the same ids."""
+    out: list[tuple[str, np.ndarray | str]] = []
+    stats = {m: stats[m] for m in sorted({m for ids in groups.values() for m in ids})}
+    n_points = _check_points(stats)
+    for subject, sub_groups in _subjects(measure, groups, stats, "treatment"):
+        if isinstance(sub_groups, str):
+            out.append((subject, sub_groups))
+            continue
+        try:
+            computed, _ = _replicates(measure, stats, sub_groups, _subject_dict(measure, subject), subject,
+                                      _rng(seed, key, 0, subject), n_points, {} if cache is None else cache,
+                                      (seed, key, 0, subject))
+        except _NotRun as exc:
+            out.append((subject, str(exc)))
+            continue
+        out += computed
+    return out
+
+
+def interval(reps: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
+    """The percentile interval of the bootstrap replicates reps[1:]; (None, None) when more than
+    1 − confidence of them are undefined (the row's reason says how many)."""
+    boot = reps[1:]
+    finite = boot[np.isfinite(boot)]
+    alpha = 1 - confidence
+    if 1 - len(finite) / len(boot) > alpha or len(finite) == 0:
+        return None, None
+    low, high = (float(q) for q in np.quantile(finite, [alpha / 2, 1 - alpha / 2]))
+    return low, high
 
 
 def _not_run(base: dict, subject: str, reason: str, n_models: dict) -> dict:
@@ -241,13 +287,8 @@ def _row(base: dict, subject: str, reps: np.ndarray, measure: Measure, n_models:
         return _not_run(base, subject, "the statistic is undefined on these data "
                                        "(no defined sensitivities, or a zero denominator)", n_models)
     boot = reps[1:]
-    finite = boot[np.isfinite(boot)]
-    alpha = 1 - measure.bootstrap.confidence
-    undefined = 1 - len(finite) / len(boot)
-    if undefined > alpha or len(finite) == 0:
-        low = high = None
-    else:
-        low, high = (float(q) for q in np.quantile(finite, [alpha / 2, 1 - alpha / 2]))
+    undefined = 1 - np.isfinite(boot).sum() / len(boot)
+    low, high = interval(reps, measure.bootstrap.confidence)
     v, category, category_range = verdict(measure.expected, value, low, high)
     row = {**base, "subject": subject, "value": value, "ci_low": low, "ci_high": high, "verdict": v,
            "category": category, "reason": None, "n_models": n_models}

@@ -47,12 +47,24 @@ class _Draws:
     models: group -> [(seed, stratum) of each of its models]; seed None where a model has none.
     The groups draw from `rng` one after another in the order of their names as text (an ε level's
     is its repr), so a group's draws do not depend on the order of `models`.
+    stream: the name of the random stream, when draws of it are shared through `cache` by several
+    computations (the leaderboard scores every model on the same stream): its point draws and
+    each model's point aggregates are then computed once.
     """
 
-    def __init__(self, rng: np.random.Generator, n_points: int, samples: int, models: Mapping[Group, list]):
-        self.counts = np.ones((samples + 1, n_points))
-        if n_points:
-            self.counts[1:] = rng.multinomial(n_points, np.full(n_points, 1 / n_points), size=samples)
+    def __init__(self, rng: np.random.Generator, n_points: int, samples: int, models: Mapping[Group, list],
+                 stream: tuple | None = None, cache: dict | None = None):
+        self.stream = stream
+        key = ("point draws", stream, n_points, samples)
+        if stream is not None and cache is not None and key in cache:    # the same stream draws the same points
+            self.counts, state = cache[key]
+            rng.bit_generator.state = state
+        else:
+            self.counts = np.ones((samples + 1, n_points))
+            if n_points:
+                self.counts[1:] = rng.multinomial(n_points, np.full(n_points, 1 / n_points), size=samples)
+            if stream is not None and cache is not None:
+                cache[key] = (self.counts, rng.bit_generator.state)
         seeds = {g: [seed for seed, _ in ms] for g, ms in models.items()}
         strata = {g: _strata([stratum for _, stratum in ms]) for g, ms in models.items()}
         shared = sorted(next(iter(seeds.values()), []), key=str)
@@ -161,10 +173,14 @@ class _Context:
     def model_means(self, ids: list[str], what, slots: list[_Slot]) -> np.ndarray:
         """[n, R, S]: each model's point aggregate at each slot, on every replicate."""
         out = []
+        how = self.measure.aggregate.points
         for m in ids:
-            q = self.quantity(m, what)
-            rows = np.stack([q[s.index[m]] for s in slots])                  # [S, B]
-            out.append(_point_aggregate(rows, self.draws.counts, self.measure.aggregate.points))
+            key = ("point aggregate", m, what, tuple(s.index[m] for s in slots), how, self.draws.stream)
+            if self.draws.stream is None or key not in self._cache:
+                q = self.quantity(m, what)
+                rows = np.stack([q[s.index[m]] for s in slots])                  # [S, B]
+                self._cache[key] = _point_aggregate(rows, self.draws.counts, how)
+            out.append(self._cache[key] if self.draws.stream is not None else self._cache.pop(key))
         return np.stack(out)
 
     def role_mean(self, group: Group, what, slots: list[_Slot]) -> np.ndarray:

@@ -112,11 +112,11 @@ class Measure:
     """One computed quantity of a task (a task has one, or several under `measures:`)."""
 
     statistic: str
-    compare: Compare
+    compare: Compare | None         # None: the caller names the groups (`group_replicates`)
     perturbation: Perturbation | None
     layers: tuple[Layer, ...] | None
     accuracy: str | None
-    expected: Expected
+    expected: Expected | None       # None: a leaderboard score (reported, not tested)
     aggregate: Aggregate
     bootstrap: Bootstrap
 

@@ -102,6 +102,17 @@ def suppression_ratio(ctx: _Context):
     return _layer_rows(ctx, slots, _ratio(by_f, by_ref))
 
 
+@_statistic("sensitivity_contrast", PER_ROLE, perturbation="required", layers="required", reference="required")
+def sensitivity_contrast(ctx: _Context):
+    """M_role(F) / M_role(ref): within one role, its relative sensitivity to family F as a
+    multiple of that to the reference family (> 1: F is kept more than the reference, e.g. the
+    autoencoder's on-manifold directions more than random noise)."""
+    slots = ctx.slots()
+    values = _ratio(ctx.role_mean("role", ctx.sensitivity(), slots),
+                    ctx.role_mean("role", ctx.sensitivity(ctx.subject["reference"]), slots))
+    return [(f"{ctx.label} @ {s.name}", values[:, i]) for i, s in enumerate(slots)]
+
+
 def _gap(ctx: _Context, slots: list[_Slot]) -> np.ndarray:
     """[R, S]: g = log M_control − log M_treatment of the subject at the slots, minus the same gap
     of the reference family when the measure names one (the subject-specific part)."""

@@ -100,7 +100,15 @@ def _known_keys(raw: Mapping, valid, where: str) -> None:
             raise NFBenchError(f"{_sub(where, str(key))}: {one_of(str(key), valid, 'key')}")
 
 
-def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
+def parse_measure(raw: Mapping, where: str) -> Measure:
+    """One measure outside a task file (the leaderboard's scores): the task files' form without
+    `expected` (a score is reported, not tested) and without `compare` (the caller names the
+    groups of models, `evaluate.group_replicates`)."""
+    _known_keys(raw, _MEASURE_KEYS, where)
+    return _measure(dict(raw), where, "", set(raw), task=False)
+
+
+def _measure(raw: dict, where: str, prefix: str, own: set, *, task: bool = True) -> Measure:
     def at(key: str) -> str:             # the key path of a field: its own, or the shared top level
         return f"{where}: {prefix if key in own else ''}{key}"
 
@@ -110,10 +118,10 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
     if name not in STATISTICS:
         raise NFBenchError(f"{at('statistic')}: {one_of(str(name), STATISTICS, 'statistic')}")
     stat = STATISTICS[name]
-    for key in ("expected", "compare"):
+    for key in ("expected", "compare") if task else ():
         if key not in raw:
             raise NFBenchError(f"{at(key)}: required")
-    compare = _compare(raw["compare"], stat.design, at("compare"))
+    compare = _compare(raw["compare"], stat.design, at("compare")) if "compare" in raw else None
     perturbation = _perturbation(raw.get("perturbation"), at("perturbation"))
     layers = _layers(raw.get("layers"), at("layers"))
     accuracy = raw.get("accuracy")
@@ -126,8 +134,9 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
     if aggregate.labels and (perturbation is None or perturbation.labels is None):
         raise NFBenchError(f"{at('aggregate')}.labels: pools the labels of `perturbation: {{labels: ...}}`; "
                            f"this measure selects none")
-    return Measure(name, compare, perturbation, layers, accuracy, _expected(raw["expected"], at("expected")),
-                   aggregate, _bootstrap(raw.get("bootstrap"), at("bootstrap")))
+    expectation = _expected(raw["expected"], at("expected")) if "expected" in raw else None
+    return Measure(name, compare, perturbation, layers, accuracy, expectation, aggregate,
+                   _bootstrap(raw.get("bootstrap"), at("bootstrap")))
 
 
 def _names(value, valid, noun: str, where: str, kind: str | None = None) -> list[str]:

@@ -46,10 +46,8 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
 
 def layer_series(result) -> dict[str, list[float]]:
     """Per-layer means over the points: each family's relative sensitivity and the effective rank."""
-    stats = metrics.frame_statistics(result)
-    series = {f: stats.family(f).nanmean(dim=1).tolist() for f in stats.family_names}
-    series["effective_rank"] = stats.rank.mean(dim=1).tolist()
-    return series
+    families, rank = metrics.layer_means(metrics.frame_statistics(result))
+    return {**{f: values.tolist() for f, values in families.items()}, "effective_rank": rank.tolist()}
 
 
 def write_plot(path, result, series: Mapping[str, list[float]]) -> None:

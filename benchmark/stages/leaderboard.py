@@ -5,11 +5,13 @@
   leaderboard/<suite>/<id>.json        submitted entries: a card scored by `nfbench submit`
   leaderboard/<suite>-suite/<id>.json  the suite's own models, derived from metrics/points by
                                        `nfbench leaderboard` (a DVC stage output)
+  leaderboard/<suite>-suite/reference/ the standard models' statistics at the layers the scores
+                                       read (`scores.reference_statistics`): what every entry is scored against
   reports/leaderboard.md, .html        rendered from the entry files alone
 
-A submission is scored against the suite entries: their standard models are the reference, and
-the evaluation points, autoencoder and parameters they were computed with must be this
-checkout's.  So a fresh clone needs only the points and the autoencoder
+A submission is scored against the suite entries: their standard models' statistics are the
+reference, and the evaluation points, autoencoder and parameters they were computed with must be
+this checkout's.  So a fresh clone needs only the points and the autoencoder
 (`dvc repro data fetch_generative`) to score a card, not the suite's models.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .. import leaderboard as lb
+from .. import scores
 from ..config import resolve_device
 from ..errors import NFBenchError, one_of
 from ..metrics import FrameStatistics, frame_statistics
@@ -41,7 +44,7 @@ from ..pipeline import (
     model_frames,
     model_record,
 )
-from ..storage import code_version, read_json, sha256_file, sha256_json, write_json, write_text
+from ..storage import code_version, read_json, sha256_file, sha256_json, write_bytes, write_json, write_text
 from . import announce
 
 DEFAULT_SORT = "augmentation_invariance"
@@ -57,6 +60,19 @@ def submitted_dir(params: Mapping) -> Path:
 
 def suite_dir(params: Mapping) -> Path:
     return LEADERBOARD / f"{params['suite']}-suite"
+
+
+def reference_dir(params: Mapping) -> Path:
+    return suite_dir(params) / "reference"
+
+
+def read_reference(params: Mapping) -> dict[str, FrameStatistics]:
+    """The standard models' statistics every entry of the suite is scored against."""
+    paths = sorted(reference_dir(params).glob("*.safetensors"))
+    if not paths:
+        raise NFBenchError(f"no reference statistics in {reference_dir(params)}/ to score against; run the "
+                           f"suite's pipeline and `nfbench leaderboard` (dvc repro leaderboard)")
+    return {p.stem: FrameStatistics.load(p) for p in paths}
 
 
 def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> dict:
@@ -77,7 +93,7 @@ def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> 
         write_json(path, entry)
         render(params)
         s = entry["scores"]
-        info["did"] = f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in lb.SCORES)
+        info["did"] = f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in scores.SCORES)
         info["out"] = f"{path}, {REPORTS}/leaderboard.md"
     return entry
 
@@ -96,8 +112,7 @@ def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
         if theirs != {context[key]}:
             raise NFBenchError(f"this checkout's {what} is not the one the entries in {suite_dir(params)}/ "
                                f"were computed with; rerun the suite's pipeline (dvc repro) so they agree")
-    standard = [e for e in suite_entries if e["role"] == "standard"]
-    reference = lb.reference(e["penultimate"] for e in standard)
+    reference = read_reference(params)
     with _importable(SUBMISSIONS):
         [(_, manifest, _)] = fetch([Wanted(card.id, card.spec, models_root, what=f"{card.path}: model",
                                           downloads=SUBMITTED_MODELS)], params)
@@ -107,8 +122,7 @@ def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
     provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml", "card_sha256": sha256_file(card.path),
                   "evaluated_on": accuracy["evaluated_on"],
                   "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    return _entry(params, stats, card.spec, manifest["sha256"], reference, [e["id"] for e in standard],
-                  provenance, card=card.raw)
+    return _entry(params, stats, card.spec, manifest["sha256"], reference, provenance, card=card.raw)
 
 
 def refresh(params: Mapping) -> bool:
@@ -122,16 +136,18 @@ def refresh(params: Mapping) -> bool:
     stats = {m: FrameStatistics.load(p) for m, p in paths.items()}
     if any(s.meta.get("suite") != params["suite"] for s in stats.values()):
         return False
-    standard = [m for m in ids if stats[m].meta["role"] == "standard"]
-    reference = lb.reference(lb.penultimate_summary(stats[m]) for m in standard)
+    reference = scores.reference_statistics(stats)
     context = _context(params)
-    out = suite_dir(params)
-    for m in ids:
-        record = evaluated[m]
-        write_json(out / f"{m}.json", _entry(params, stats[m], params["models"][m], record["sha256"], reference,
-                                             standard, {**context, "evaluated_on": record["accuracy"]["evaluated_on"]}))
-    for stale in out.glob("*.json"):
-        if stale.stem not in params["models"]:
+    cache: dict = {}                  # the reference's draws and aggregates, shared by every entry
+    entries = {m: _entry(params, stats[m], params["models"][m], evaluated[m]["sha256"], reference,
+                         {**context, "evaluated_on": evaluated[m]["accuracy"]["evaluated_on"]}, cache=cache)
+               for m in ids}
+    for m, st in reference.items():
+        write_bytes(reference_dir(params) / f"{m}.safetensors", st.to_bytes())
+    for m, entry in entries.items():
+        write_json(suite_dir(params) / f"{m}.json", entry)
+    for stale in [*suite_dir(params).glob("*.json"), *reference_dir(params).glob("*.safetensors")]:
+        if stale.stem not in (ids if stale.suffix == ".json" else reference):
             stale.unlink()
     return True
 
@@ -148,9 +164,10 @@ def render(params: Mapping, sort: str = DEFAULT_SORT) -> list[Path]:
 
 def run(params: Mapping, sort: str = DEFAULT_SORT) -> None:
     """`nfbench leaderboard`: refresh the suite's entries (when its statistics are here) and render."""
-    if sort not in lb.SCORES:
-        raise NFBenchError(f"--sort: {one_of(sort, lb.SCORES, 'score')}")
+    if sort not in scores.SCORES:
+        raise NFBenchError(f"--sort: {one_of(sort, scores.SCORES, 'score')}")
     with announce("leaderboard") as info:
+        read_entries(submitted_dir(params))           # an unreadable entry fails before anything is written
         refreshed = refresh(params)
         written = render(params, sort)
         n = len(read_entries(submitted_dir(params)))
@@ -181,9 +198,14 @@ def read_entries(directory: Path) -> list[dict]:
     entries = []
     for path in sorted(Path(directory).glob("*.json")):
         try:
-            entries.append(read_json(path))
+            entry = read_json(path)
         except ValueError as exc:
             raise NFBenchError(f"{path}: not a leaderboard entry ({exc})") from exc
+        if "intervals" not in entry:
+            raise NFBenchError(f"{path}: an entry of an earlier nfbench, without score intervals; score it again "
+                               f"(`nfbench submit --replace {SUBMISSIONS}/{path.stem}.yaml`, or `nfbench "
+                               f"leaderboard` for the suite's own)")
+        entries.append(entry)
     return entries
 
 
@@ -220,15 +242,15 @@ def _context(params: Mapping) -> dict:
             "device": resolve_device(params["device"]).type}
 
 
-def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sha256: str, reference: Mapping,
-           reference_models: list[str], provenance: Mapping, *, card: Mapping | None = None) -> dict:
+def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sha256: str,
+           reference: Mapping[str, FrameStatistics], provenance: Mapping, *, card: Mapping | None = None,
+           cache: dict | None = None) -> dict:
     record = stats.meta
-    summary = lb.penultimate_summary(stats)
+    values, intervals = scores.scores(stats, reference, record["accuracy"], cache=cache)
     return {"id": record["id"], "suite": params["suite"], "kind": "submission" if card else "suite",
             "display_name": record["display_name"], "role": record["role"], "eps": float(params["attack"]["eps"]),
             "attack": record["accuracy"].get("attack"),
             "card": dict(card) if card else None, "spec": dict(spec),
-            "penultimate": summary, "profile": lb.layer_profile(stats),
-            "scores": lb.scores(summary, reference, record["accuracy"]),
+            "profile": lb.layer_profile(stats), "scores": values, "intervals": intervals,
             "provenance": {**provenance, "checkpoint_sha256": checkpoint_sha256,
-                           "reference": reference, "reference_models": list(reference_models)}}
+                           "reference": lb.reference_summary(reference), "reference_models": list(reference)}}
