@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from ..config import read_yaml
 from ..errors import NFBenchError, one_of
+from ..schema import is_number, known_keys, names, number
 from ..vocab import FAMILIES, ROLES, TRANSFORMS
 from .schema import (
     ACCURACIES,
@@ -58,7 +58,7 @@ def load_task(path: str | Path) -> Task:
     where = str(path)
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with keys {', '.join(_TOP_KEYS)}")
-    _known_keys(raw, _TOP_KEYS, where)
+    known_keys(raw, _TOP_KEYS, where, at_key=True)
     for key in ("id", "claim", "operationalization"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise NFBenchError(f"{where}: {key}: required, a non-empty string")
@@ -73,23 +73,12 @@ def load_task(path: str | Path) -> Task:
         for i, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
                 raise NFBenchError(f"{where}: measures[{i}]: must be a mapping of {', '.join(_MEASURE_KEYS)}")
-            _known_keys(entry, _MEASURE_KEYS, f"{where}: measures[{i}]")
+            known_keys(entry, _MEASURE_KEYS, f"{where}: measures[{i}]", at_key=True)
             measures.append(_measure({**shared, **entry}, where, f"measures[{i}].", set(entry)))
     else:
         measures = [_measure(shared, where, "", set(shared))]
     return Task(raw["id"], " ".join(raw["claim"].split()), " ".join(raw["operationalization"].split()),
                 where, tuple(measures))
-
-
-def _sub(where: str, key: str) -> str:
-    """The key path of `key` below `where` ("file" or "file: a.b")."""
-    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
-
-
-def _known_keys(raw: Mapping, valid, where: str) -> None:
-    for key in raw:
-        if key not in valid:
-            raise NFBenchError(f"{_sub(where, str(key))}: {one_of(str(key), valid, 'key')}")
 
 
 def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
@@ -122,19 +111,8 @@ def _measure(raw: dict, where: str, prefix: str, own: set) -> Measure:
                    aggregate, _bootstrap(raw.get("bootstrap"), at("bootstrap")))
 
 
-def _names(value, valid, noun: str, where: str, kind: str | None = None) -> list[str]:
-    """One name or a list of names, each one of `valid` (`kind` names them in the error)."""
-    names = value if isinstance(value, list) else [value]
-    if not names:
-        raise NFBenchError(f"{where}: must name at least one {noun} ({', '.join(valid)})")
-    for name in names:
-        if name not in valid:
-            raise NFBenchError(f"{where}: {one_of(str(name), valid, kind or noun)}")
-    return list(names)
-
-
 def _role_list(value, where: str) -> list[str]:
-    roles = _names(value, ROLES, "role", where)
+    roles = names(value, ROLES, "role", where)
     if len(set(roles)) != len(roles):
         raise NFBenchError(f"{where}: names a role twice")
     return roles
@@ -166,12 +144,12 @@ def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
         return None
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with family or labels (and optionally reference)")
-    _known_keys(raw, ("family", "labels", "reference"), where)
+    known_keys(raw, ("family", "labels", "reference"), where, at_key=True)
     if ("family" in raw) == ("labels" in raw):
         raise NFBenchError(f"{where}: give exactly one of family or labels")
     out: dict[str, Any] = {}
     if "family" in raw:
-        out["family"] = _names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family")
+        out["family"] = names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family")
     else:
         labels = raw["labels"]
         if labels != TRAINED:
@@ -183,7 +161,7 @@ def _perturbation(raw, stat: Statistic, where: str) -> dict | None:
                                        f"({', '.join(TRANSFORMS)}, or family/index such as noise/0)")
         out["labels"] = labels
     if "reference" in raw:
-        out["reference"] = _names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
+        out["reference"] = names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
         if len(out["reference"]) != 1:
             raise NFBenchError(f"{where}.reference: must be a single family")
         out["reference"] = out["reference"][0]
@@ -200,14 +178,13 @@ def _layers(raw, stat: Statistic, where: str) -> list | None:
     for i, item in enumerate(items):
         w = f"{where}[{i}]" if isinstance(raw, list) else where
         if isinstance(item, Mapping):
-            _known_keys(item, ("after_depth", "up_to_depth"), w)
+            known_keys(item, ("after_depth", "up_to_depth"), w, at_key=True)
             if not item:
                 raise NFBenchError(f"{w}: a depth selection needs after_depth and/or up_to_depth")
             sel = {"after_depth": item.get("after_depth"), "up_to_depth": item.get("up_to_depth", 1.0)}
             for key, value in sel.items():
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not 0 <= value <= 1):
-                    raise NFBenchError(f"{w}.{key}: must be a relative depth in [0, 1], got {value!r}")
+                if value is not None:
+                    number(value, f"{w}.{key}", 0, 1, valid="a relative depth in [0, 1]")
             if sel["after_depth"] is not None and sel["after_depth"] >= sel["up_to_depth"]:
                 raise NFBenchError(f"{w}: after_depth must be below up_to_depth")
             out.append(sel)
@@ -219,24 +196,18 @@ def _layers(raw, stat: Statistic, where: str) -> list | None:
     return out
 
 
-def _number(value, where: str, low: float = -math.inf, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise NFBenchError(f"{where}: must be a number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
 def _expected(raw, where: str) -> dict:
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be {{direction, threshold, margin}} or {{finding: {{bin: [lo, hi]}}}}")
     if "finding" in raw:
-        _known_keys(raw, ("finding",), where)
+        known_keys(raw, ("finding",), where, at_key=True)
         bins = raw["finding"]
         if not isinstance(bins, Mapping) or not bins:
             raise NFBenchError(f"{where}.finding: must map category names to [low, high] intervals")
         out = {}
         for name, edges in bins.items():
             if (not isinstance(edges, list) or len(edges) != 2
-                    or any(isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges)
+                    or not all(is_number(e, finite=False) for e in edges)
                     or not edges[0] < edges[1]):
                 raise NFBenchError(f"{where}.finding.{name}: must be [low, high] with low < high, got {edges!r}")
             out[str(name)] = [float(edges[0]), float(edges[1])]
@@ -244,14 +215,14 @@ def _expected(raw, where: str) -> dict:
         if any(a[1] > b[0] for a, b in zip(ordered, ordered[1:])):
             raise NFBenchError(f"{where}.finding: the bins overlap")
         return {"finding": dict(sorted(out.items(), key=lambda kv: kv[1][0]))}
-    _known_keys(raw, ("direction", "threshold", "margin"), where)
+    known_keys(raw, ("direction", "threshold", "margin"), where, at_key=True)
     for key in ("direction", "threshold", "margin"):
         if key not in raw:
             raise NFBenchError(f"{where}.{key}: required (or give finding: instead)")
     if raw["direction"] not in DIRECTIONS:
         raise NFBenchError(f"{where}.direction: {one_of(str(raw['direction']), DIRECTIONS, 'direction')}")
-    return {"direction": raw["direction"], "threshold": _number(raw["threshold"], f"{where}.threshold"),
-            "margin": _number(raw["margin"], f"{where}.margin", 0.0)}
+    return {"direction": raw["direction"], "threshold": number(raw["threshold"], f"{where}.threshold"),
+            "margin": number(raw["margin"], f"{where}.margin", 0.0)}
 
 
 def _aggregate(raw, where: str) -> dict:
@@ -259,7 +230,7 @@ def _aggregate(raw, where: str) -> dict:
         return dict(_DEFAULTS["aggregate"])
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of points, models, overall, labels")
-    _known_keys(raw, ("points", "models", "overall", "labels"), where)
+    known_keys(raw, ("points", "models", "overall", "labels"), where, at_key=True)
     out = {**_DEFAULTS["aggregate"], **raw}
     for key in ("points", "models"):
         if out[key] not in AGGREGATIONS:
@@ -277,11 +248,8 @@ def _bootstrap(raw, where: str) -> dict:
         return dict(_DEFAULTS["bootstrap"])
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of samples, confidence")
-    _known_keys(raw, ("samples", "confidence"), where)
+    known_keys(raw, ("samples", "confidence"), where, at_key=True)
     out = {**_DEFAULTS["bootstrap"], **raw}
-    if isinstance(out["samples"], bool) or not isinstance(out["samples"], int) or out["samples"] < 100:
-        raise NFBenchError(f"{where}.samples: must be an integer ≥ 100, got {out['samples']!r}")
-    c = out["confidence"]
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
-        raise NFBenchError(f"{where}.confidence: must be a number in (0, 1), got {c!r}")
-    return {"samples": out["samples"], "confidence": float(c)}
+    number(out["samples"], f"{where}.samples", 100, integer=True)
+    c = number(out["confidence"], f"{where}.confidence", 0, 1, open_low=True, open_high=True)
+    return {"samples": out["samples"], "confidence": c}
