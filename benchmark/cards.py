@@ -181,17 +181,17 @@ def load_card(path: str | Path, params: Mapping) -> Card:
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of {', '.join(CARD.fields)}")
     CARD.check_keys(raw, where)
-    model = Model().check(raw["model"], f"{where}: model")
+    model = CARD.fields["model"].kind.check(raw["model"], f"{where}: model")
     local = model["source"] == "local"
     channels = DATASET_DIMS[params["data"]["dataset"]][0]
-    for key, value in raw.items():              # each field by its kind, in the card's order
-        at = sub(where, key)
+    for key, value in raw.items():              # each field by its declared kind, in the card's order
+        kind, at = CARD.fields[key].kind, sub(where, key)
         if key == "training":
-            training = Training().check(value, at, local=local)
+            training = kind.check(value, at, local=local)
         elif key == "preprocessing":
-            normalization = Preprocessing().check(value, at, channels)
+            normalization = kind.check(value, at, channels)
         elif key != "model":
-            CARD.fields[key].kind.check(value, at)
+            kind.check(value, at)
     _against_suite(raw, path, params)
     if local and model.get("recipe", "standard") != training["type"]:
         raise NFBenchError(f"{where}: training.type: {training['type']!r}, but model.recipe is "
