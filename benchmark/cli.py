@@ -126,6 +126,12 @@ def cmd_leaderboard_verify(args) -> None:
     print(f"{path}: all {len(rows)} values reproduce from its card")
 
 
+def cmd_leaderboard_schema(args) -> None:
+    from .cards import card_schema_text
+
+    sys.stdout.write(card_schema_text())
+
+
 def _reference(args, params) -> Path:
     """The reference claims: --reference DIR, else the suite's own, reports/reference/<suite>/."""
     from .pipeline import REFERENCE
@@ -342,12 +348,15 @@ def _stage_commands(sub) -> None:
                "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
     sp.add_argument("--suite")
     sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
-    verify = sp.add_subparsers(dest="what").add_parser(
+    what = sp.add_subparsers(dest="what")
+    verify = what.add_parser(
         "verify", help="recompute a submitted entry from its card; exit non-zero when it does not reproduce "
                        "within tolerance")
     verify.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
     verify.add_argument("--suite", default=argparse.SUPPRESS)
     verify.set_defaults(func=cmd_leaderboard_verify)
+    what.add_parser("schema", help="print the model card's JSON Schema (submissions/card.schema.json is this "
+                                   "output)").set_defaults(func=cmd_leaderboard_schema)
 
 
 def _leaderboard_commands(sub) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from .errors import NFBenchError, one_of
+from .schema import is_number, known_keys, number, typed
 from .vocab import ATTACK_METHODS, AUTOATTACK_STANDARD, DATASETS, ROLES, SOURCES, TRANSFORMS
 
 PARAMS_FILE = Path("params.yaml")
@@ -78,9 +79,7 @@ def load_suite(name: str, suites_dir: Path = SUITES_DIR) -> dict:
     suite = read_yaml(path) or {}
     if not isinstance(suite, Mapping):
         raise NFBenchError(f"{path}: must be a mapping of {', '.join(SUITE_SECTIONS)}")
-    for key in suite:
-        if key not in (*SUITE_SECTIONS, "description"):
-            raise NFBenchError(f"{path}: {one_of(str(key), (*SUITE_SECTIONS, 'description'), 'section')}")
+    known_keys(suite, (*SUITE_SECTIONS, "description"), str(path), "section")
     return dict(suite)
 
 
@@ -95,9 +94,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
 
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of {', '.join(GLOBAL_SECTIONS + SUITE_SECTIONS)}")
-    for key in raw:
-        if key not in GLOBAL_SECTIONS + SUITE_SECTIONS:
-            raise NFBenchError(f"{where}: {one_of(str(key), GLOBAL_SECTIONS + SUITE_SECTIONS, 'section')}")
+    known_keys(raw, GLOBAL_SECTIONS + SUITE_SECTIONS, where, "section")
     for key in ("suite", *SUITE_SECTIONS):
         if key not in raw:
             raise NFBenchError(f"{where}: missing section {key!r}")
@@ -116,7 +113,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
 
     frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float},
                       {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3})
-    _positive(frames["chunk_size"], f"{where}: frames.chunk_size")
+    number(frames["chunk_size"], f"{where}: frames.chunk_size", 0, open_low=True, integer=True, valid="positive")
     if frames["method"] not in FRAMES_METHODS:
         raise NFBenchError(f"{where}: frames.method: {one_of(frames['method'], FRAMES_METHODS, 'method')}")
     _layers_setting(frames["layers"], f"{where}: frames.layers")
@@ -152,7 +149,7 @@ def _data_section(p: dict, where: str, suites_dir: Path) -> dict:
         raise NFBenchError(f"{where}: suite: {p['suite']!r} is a {preset_dataset} suite but data.dataset is "
                            f"{data['dataset']!r}; switch suites with `nfbench suite use {p['suite']}`, "
                            f"which copies all of the suite's sections")
-    _positive(data["eval_points"], f"{where}: data.eval_points")
+    number(data["eval_points"], f"{where}: data.eval_points", 0, open_low=True, integer=True, valid="positive")
     return data
 
 
@@ -160,14 +157,12 @@ def _section(p: dict, name: str, where: str, types: dict[str, type], defaults: d
     value = p.get(name) or {}
     if not isinstance(value, Mapping):
         raise NFBenchError(f"{where}: {name}: must be a mapping of {', '.join(types)}")
-    for key in value:
-        if key not in types:
-            raise NFBenchError(f"{where}: {name}: {one_of(str(key), types, 'key')}")
+    known_keys(value, types, f"{where}: {name}")
     out = {**defaults, **value}
     for key, kind in types.items():
         if key not in out:
             raise NFBenchError(f"{where}: {name}.{key}: missing")
-        _typed(out[key], kind, f"{where}: {name}.{key}", allow_none=key in defaults and defaults[key] is None)
+        typed(out[key], kind, f"{where}: {name}.{key}", allow_none=key in defaults and defaults[key] is None)
     p[name] = out
     return out
 
@@ -180,12 +175,12 @@ def _attack_section(p: dict, where: str) -> None:
                       {"method": "pgd", "steps": 10, "step_size": None, "version": "standard", "iterations": None})
     if attack["method"] not in ATTACK_METHODS:
         raise NFBenchError(f"{where}: attack.method: {one_of(attack['method'], ATTACK_METHODS, 'attack')}")
-    _non_negative(attack["eps"], f"{where}: attack.eps")
-    _positive(attack["steps"], f"{where}: attack.steps")
+    number(attack["eps"], f"{where}: attack.eps", 0, valid="non-negative")
+    number(attack["steps"], f"{where}: attack.steps", 0, open_low=True, integer=True, valid="positive")
     if attack["step_size"] is not None:
-        _positive(attack["step_size"], f"{where}: attack.step_size")
+        number(attack["step_size"], f"{where}: attack.step_size", 0, open_low=True, valid="positive")
     if attack["iterations"] is not None:
-        _positive(attack["iterations"], f"{where}: attack.iterations")
+        number(attack["iterations"], f"{where}: attack.iterations", 0, open_low=True, integer=True, valid="positive")
     version = attack["version"]
     names = [version] if isinstance(version, str) and version != "standard" else version
     if version != "standard" and (not isinstance(names, list) or not names or len(set(names)) < len(names)
@@ -213,25 +208,6 @@ def _md5_table(data: dict, where: str) -> None:
 
 CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
                  "batches.meta")
-
-
-def _typed(value: Any, kind: type, where: str, allow_none: bool = False) -> None:
-    if value is None and allow_none or kind is object:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
-        isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if not ok:
-        raise NFBenchError(f"{where}: must be {'a number' if kind is float else 'a ' + kind.__name__}, got {value!r}")
-
-
-def _positive(value, where: str) -> None:
-    if value <= 0:
-        raise NFBenchError(f"{where}: must be positive, got {value!r}")
-
-
-def _non_negative(value, where: str) -> None:
-    if value < 0:
-        raise NFBenchError(f"{where}: must not be negative, got {value!r}")
 
 
 def _device(value: Any, where: str) -> str:
@@ -281,7 +257,7 @@ def _model_groups(models: Any, where: str) -> tuple[dict, dict[str, list[str]]]:
         if "seed" in spec:
             raise NFBenchError(f"{at}: give seed (one model) or seeds (one model per seed), not both")
         if not isinstance(seeds, list) or not seeds or len(set(map(repr, seeds))) != len(seeds) or any(
-                isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+                not is_number(s, 0, integer=True) for s in seeds):
             raise NFBenchError(f"{at}.seeds: must be a non-empty list of distinct non-negative integers, got {seeds!r}")
         published = _group_published(spec.get("published"), f"{at}.published")
         base = {k: v for k, v in spec.items() if k not in ("seeds", "published")}
@@ -306,9 +282,9 @@ def _group_published(value: Any, where: str) -> dict:
     if not isinstance(value, Mapping) or set(value) != {"dir", "sha256"} or not isinstance(value["sha256"], Mapping):
         raise NFBenchError(f"{where}: must be {{dir: <folder>, sha256: {{<seed>: <64 hex digits>, …}}}} for an "
                            f"entry with seeds, got {value!r}")
-    _typed(value["dir"], str, f"{where}.dir")
+    typed(value["dir"], str, f"{where}.dir")
     for seed, digest in value["sha256"].items():
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not is_number(seed, integer=True):
             raise NFBenchError(f"{where}.sha256: keys must be the seeds (integers), got {seed!r}")
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise NFBenchError(f"{where}.sha256.{seed}: must be 64 lowercase hex digits")
@@ -342,7 +318,7 @@ def validate_model(model_id: Any, spec: Any, where: str, generative: bool = Fals
     if spec["source"] not in SOURCES:
         raise NFBenchError(f"{where}.source: {one_of(str(spec['source']), SOURCES, 'source')}")
     if "eps" in spec:
-        _typed(spec["eps"], float, f"{where}.eps")
+        number(spec["eps"], f"{where}.eps")
     if "frames_method" in spec and spec["frames_method"] not in FRAMES_METHODS:
         raise NFBenchError(f"{where}.frames_method: {one_of(str(spec['frames_method']), FRAMES_METHODS, 'method')} "
                            f"(fd: central differences, for a model whose operators lack forward-mode AD)")
@@ -373,7 +349,7 @@ def _published(spec: Mapping, where: str) -> dict:
     if not isinstance(value, Mapping) or set(value) != {"checkpoint", "sha256"}:
         raise NFBenchError(f"{where}.published: must be {{checkpoint: <path>, sha256: <64 hex digits>}}, "
                            f"got {value!r}")
-    _typed(value["checkpoint"], str, f"{where}.published.checkpoint")
+    typed(value["checkpoint"], str, f"{where}.published.checkpoint")
     if not isinstance(value["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", value["sha256"]):
         raise NFBenchError(f"{where}.published.sha256: must be 64 lowercase hex digits")
     return {"published": dict(value)}
@@ -390,7 +366,7 @@ def _source_fields(source: str, fields: dict, where: str, allowed_meta) -> dict:
     for key, value in fields.items():
         if key not in keys:
             raise NFBenchError(f"{where}: {one_of(key, list(keys) + list(allowed_meta), 'key')} for source {source}")
-        _typed(value, keys[key], f"{where}.{key}")
+        typed(value, keys[key], f"{where}.{key}")
     for key in _REQUIRED[source]:
         if key not in fields:
             raise NFBenchError(f"{where}: missing {key!r} (source {source} needs {', '.join(_REQUIRED[source])})")

@@ -1,14 +1,13 @@
-"""The leaderboard: model cards, what an entry records, verification, and its tables.
+"""The leaderboard: what an entry records, verification, and its tables.
 
-A researcher describes a model in a card, `submissions/<id>.yaml` (SUBMITTING.md); `nfbench
+A researcher describes a model in a card, `submissions/<id>.yaml` (SUBMITTING.md, `cards.py`); `nfbench
 submit` scores it on the suite's fixed points and perturbations and writes one entry,
 `leaderboard/<suite>/<id>.json`.  The suite's own models get entries of the same form,
 derived from their frame statistics.  Tables are rendered from the entries alone.
 
 The scores and their intervals are claims statistics against the suite's standard models
 (benchmark/scores.py); an entry also records the standard models' penultimate summary
-(`reference_summary`) and its model's layer profile.  Everything here is pure except
-`load_card`, which reads the card.
+(`reference_summary`) and its model's layer profile.  Everything here is pure.
 """
 
 from __future__ import annotations
@@ -17,191 +16,18 @@ import html
 import math
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
 from .attacks import attack_name
-from .config import MODEL_ID, read_yaml, validate_model
 from .errors import NFBenchError, one_of
 from .metrics import FrameStatistics, as_float64, layer_means, nanmean
 from .regression import ROUNDING
 from .scores import BY_LABEL, SCORES, reproduces
-from .vocab import DATASET_DIMS, ROLES, TRANSFORMS
 
-__all__ = ["Card", "load_card", "layer_profile", "reference_summary", "compare", "sort_entries", "format_score",
-           "format_interval", "leaderboard_markdown", "leaderboard_html"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Model cards
-
-TRAINING_TYPES = ROLES
-THREAT_MODELS = ("Linf", "L2")
-# card field -> required?; the order is the order SUBMITTING.md documents them in
-CARD_FIELDS = {"id": True, "display_name": True, "authors": True, "paper": False, "url": False,
-               "dataset": True, "model": True, "preprocessing": True, "training": True,
-               "reported": False, "license": True}
-# training details each training type may declare (besides `type` and free-text `details`)
-_TRAINING_DETAILS = {"standard": (), "augmentation": ("augmentations",), "adversarial": ("threat_model", "eps"),
-                     "noise": ("sigma",), "other": ("augmentations", "threat_model", "eps", "sigma")}
-_TRAINING_REQUIRED = {"augmentation": ("augmentations",), "adversarial": ("threat_model", "eps")}
-_REPORTED = ("clean_acc", "robust_acc", "eps", "note")
-
-
-@dataclass(frozen=True)
-class Card:
-    """A validated model card: the card as written and the model spec it defines.
-
-    spec is a params.yaml model entry (`config.validate_model`'s form): role = training type,
-    the source's own fields, display name, ε and trained augmentations.
-    """
-
-    path: Path
-    id: str
-    raw: dict
-    spec: dict
-
-
-def load_card(path: str | Path, params: Mapping) -> Card:
-    """Read and check a model card against the suite; errors name the card file and field."""
-    path = Path(path)
-    raw = read_yaml(path)
-    where = str(path)
-    if not isinstance(raw, Mapping):
-        raise NFBenchError(f"{where}: must be a mapping of {', '.join(CARD_FIELDS)}")
-    for key in raw:
-        if key not in CARD_FIELDS:
-            raise NFBenchError(f"{where}: {one_of(str(key), CARD_FIELDS, 'field')}")
-    for key, required in CARD_FIELDS.items():
-        if required and key not in raw:
-            raise NFBenchError(f"{where}: {key}: missing (required: "
-                               f"{', '.join(k for k, r in CARD_FIELDS.items() if r)})")
-    card_id = raw["id"]
-    if not isinstance(card_id, str) or not MODEL_ID.match(card_id):
-        raise NFBenchError(f"{where}: id: must be letters, digits, '_' and '-' (starting with a letter or digit), "
-                           f"got {card_id!r}")
-    if card_id != path.stem:
-        raise NFBenchError(f"{where}: id: {card_id!r} must match the file name ({path.stem}.yaml)")
-    if card_id in params["models"] or card_id in params["generative"]:
-        raise NFBenchError(f"{where}: id: {card_id!r} is a model of suite {params['suite']}; choose another id")
-    for key in ("display_name", "license", "paper", "url"):
-        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
-            raise NFBenchError(f"{where}: {key}: must be a non-empty string, got {raw[key]!r}")
-    authors = raw["authors"]
-    if not isinstance(authors, list) or not authors or not all(isinstance(a, str) and a.strip() for a in authors):
-        raise NFBenchError(f"{where}: authors: must be a non-empty list of names, got {authors!r}")
-    dataset = params["data"]["dataset"]
-    if raw["dataset"] != dataset:
-        raise NFBenchError(f"{where}: dataset: {raw['dataset']!r}, but suite {params['suite']} evaluates on "
-                           f"{dataset!r}")
-    model = _mapping(raw["model"], f"{where}: model", "a mapping with source and the source's fields")
-    training = _training(raw["training"], model, f"{where}: training")
-    spec = {**model, **_preprocessing(raw["preprocessing"], model, DATASET_DIMS[dataset][0], where),
-            "role": training["type"], "display_name": raw["display_name"]}
-    if model.get("source") != "local":
-        spec.update({k: training[k] for k in ("eps", "augmentations") if k in training})
-    if "reported" in raw:
-        _reported(raw["reported"], f"{where}: reported")
-    return Card(path, card_id, dict(raw), validate_model(card_id, spec, f"{where}: model"))
-
-
-def _mapping(value: Any, where: str, valid: str) -> dict:
-    if not isinstance(value, Mapping):
-        raise NFBenchError(f"{where}: must be {valid}, got {value!r}")
-    return dict(value)
-
-
-def _number(value: Any, where: str, low: float = 0.0, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not low <= value <= high:
-        valid = (f"a number in [{low:g}, {high:g}]" if high < math.inf else
-                 f"a number ≥ {low:g}" if low > -math.inf else "a number")
-        raise NFBenchError(f"{where}: must be {valid}, got {value!r}")
-    return float(value)
-
-
-def _training(value: Any, model: Mapping, where: str) -> dict:
-    """training: {type, details?, and the type's details}; a local model's details are its recipe."""
-    training = _mapping(value, where, f"a mapping with type ({', '.join(TRAINING_TYPES)})")
-    kind = training.get("type")
-    if kind is None:
-        raise NFBenchError(f"{where}.type: missing (one of {', '.join(TRAINING_TYPES)})")
-    if kind not in TRAINING_TYPES:
-        raise NFBenchError(f"{where}.type: {one_of(str(kind), TRAINING_TYPES, 'training type')}")
-    local = model.get("source") == "local"
-    allowed = ("type", "details") + (() if local else _TRAINING_DETAILS[kind])
-    for key in training:
-        if key not in allowed:
-            if local and key in _TRAINING_DETAILS["other"]:
-                raise NFBenchError(f"{where}.{key}: a local model's training is its recipe; set it under model")
-            raise NFBenchError(f"{where}.{key}: {one_of(str(key), allowed, f'field for training type {kind}')}")
-    if "details" in training and not isinstance(training["details"], str):
-        raise NFBenchError(f"{where}.details: must be a string, got {training['details']!r}")
-    if local:
-        recipe = model.get("recipe", "standard")
-        if recipe != kind:
-            raise NFBenchError(f"{where}.type: {kind!r}, but model.recipe is {recipe!r} "
-                               f"(a local model's training type is its recipe)")
-        return training
-    for key in _TRAINING_REQUIRED.get(kind, ()):
-        if key not in training:
-            raise NFBenchError(f"{where}.{key}: missing (training type {kind} declares "
-                               f"{' and '.join(_TRAINING_REQUIRED[kind])})")
-    if "augmentations" in training:
-        names = training["augmentations"]
-        if not isinstance(names, list):
-            raise NFBenchError(f"{where}.augmentations: must be a list of frame transforms, got {names!r}")
-        for name in names:
-            if name not in TRANSFORMS:
-                raise NFBenchError(f"{where}.augmentations: {one_of(str(name), TRANSFORMS, 'frame transform')}")
-    threat = training.get("threat_model", THREAT_MODELS[0])
-    if threat not in THREAT_MODELS:
-        raise NFBenchError(f"{where}.threat_model: {one_of(str(threat), THREAT_MODELS, 'threat model')}")
-    for key in ("eps", "sigma"):
-        if key in training:
-            _number(training[key], f"{where}.{key}")
-    return training
-
-
-def _preprocessing(value: Any, model: Mapping, channels: int, where: str) -> dict:
-    """`none` (the network takes [0,1] pixels) or {mean, std} per channel (source file only)."""
-    for key in ("mean", "std"):
-        if key in model:
-            raise NFBenchError(f"{where}: model.{key}: give the normalization as preprocessing: {{mean, std}}")
-    if value == "none":
-        return {}
-    stats = _mapping(value, f"{where}: preprocessing", "none or {mean: [...], std: [...]} with one value per channel")
-    if set(stats) != {"mean", "std"}:
-        odd = sorted(set(stats) - {"mean", "std"})
-        raise NFBenchError(f"{where}: preprocessing: " + (one_of(str(odd[0]), ("mean", "std"), "key") if odd
-                                                         else "needs both mean and std"))
-    if model.get("source") != "file":
-        raise NFBenchError(f"{where}: preprocessing: source {model.get('source')} models normalize inside; "
-                           f"use none (mean/std are for source file)")
-    for key, low in (("mean", -math.inf), ("std", 1e-12)):
-        values = stats[key]
-        if not isinstance(values, list) or len(values) != channels:
-            raise NFBenchError(f"{where}: preprocessing.{key}: must be a list of {channels} number(s), "
-                               f"one per channel, got {values!r}")
-        for v in values:
-            _number(v, f"{where}: preprocessing.{key}", low=low)
-    return {key: [float(v) for v in stats[key]] for key in ("mean", "std")}
-
-
-def _reported(value: Any, where: str) -> None:
-    reported = _mapping(value, where, f"a mapping of {', '.join(_REPORTED)}")
-    for key, v in reported.items():
-        if key not in _REPORTED:
-            raise NFBenchError(f"{where}: {one_of(str(key), _REPORTED, 'field')}")
-        if key in ("clean_acc", "robust_acc"):
-            _number(v, f"{where}.{key}", high=1.0)
-        elif key == "eps":
-            _number(v, f"{where}.{key}")
-        elif not isinstance(v, str):
-            raise NFBenchError(f"{where}.{key}: must be a string, got {v!r}")
+__all__ = ["layer_profile", "reference_summary", "compare", "sort_entries", "format_score", "format_interval",
+           "leaderboard_markdown", "leaderboard_html"]
 
 
 # ---------------------------------------------------------------------------------------------

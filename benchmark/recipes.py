@@ -18,10 +18,10 @@ VAE: seed, epochs, batch_size, lr, latent_dim, beta.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .errors import NFBenchError, one_of
+from .schema import number
 from .vocab import CLASSIFIERS
 
 RECIPES = ("standard", "augmentation", "adversarial", "noise")
@@ -36,23 +36,25 @@ _EXTRA = {
 }
 _VAE = {"seed": 0, "epochs": 12, "batch_size": 64, "lr": 5e-3, "latent_dim": 12, "beta": 1.0}
 
-# key -> (kind, description of the valid values)
+# key -> (`schema.number`'s range and kind, description of the valid values); arch: a classifier name
+_INT_0, _INT_1 = {"low": 0, "integer": True}, {"low": 1, "integer": True}
+_POSITIVE, _NON_NEGATIVE = {"low": 0, "open_low": True}, {"low": 0}
 _KINDS = {
-    "arch": ("arch", None),
-    "seed": ("int>=0", "a non-negative integer"),
-    "epochs": ("int>=1", "a positive integer"),
-    "batch_size": ("int>=1", "a positive integer"),
-    "width": ("int>=1", "a positive integer"),
-    "steps": ("int>=1", "a positive integer"),
-    "latent_dim": ("int>=1", "a positive integer"),
-    "lr": ("float>0", "a positive number"),
-    "rotate_deg": ("float>=0", "a non-negative number (degrees)"),
-    "translate_px": ("float>=0", "a non-negative number (pixels)"),
-    "scale_range": ("fraction", "a number in [0, 1)"),
-    "eps": ("float>=0", "a non-negative number (L∞ radius in [0, 1] pixel units)"),
-    "step_size": ("float>0|null", "a positive number, or null for 2.5·eps/steps"),
-    "sigma": ("float>=0", "a non-negative number"),
-    "beta": ("float>=0", "a non-negative number"),
+    "arch": (None, None),
+    "seed": (_INT_0, "a non-negative integer"),
+    "epochs": (_INT_1, "a positive integer"),
+    "batch_size": (_INT_1, "a positive integer"),
+    "width": (_INT_1, "a positive integer"),
+    "steps": (_INT_1, "a positive integer"),
+    "latent_dim": (_INT_1, "a positive integer"),
+    "lr": (_POSITIVE, "a positive number"),
+    "rotate_deg": (_NON_NEGATIVE, "a non-negative number (degrees)"),
+    "translate_px": (_NON_NEGATIVE, "a non-negative number (pixels)"),
+    "scale_range": ({"low": 0, "high": 1, "open_high": True}, "a number in [0, 1)"),
+    "eps": (_NON_NEGATIVE, "a non-negative number (L∞ radius in [0, 1] pixel units)"),
+    "step_size": (_POSITIVE, "a positive number, or null for 2.5·eps/steps"),   # null allowed
+    "sigma": (_NON_NEGATIVE, "a non-negative number"),
+    "beta": (_NON_NEGATIVE, "a non-negative number"),
 }
 
 
@@ -64,27 +66,14 @@ def recipe_defaults(recipe: str) -> dict:
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
-    kind, valid = _KINDS[key]
-    if kind == "arch":
+    bounds, valid = _KINDS[key]
+    if bounds is None:
         if not isinstance(value, str) or value not in CLASSIFIERS:
             raise NFBenchError(f"{where}.{key}: " + one_of(str(value), CLASSIFIERS, "architecture"))
         return value
-    bad = NFBenchError(f"{where}.{key}: expected {valid}, got {value!r}")
-    if kind == "float>0|null" and value is None:
+    if key == "step_size" and value is None:
         return None
-    if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        if value < (1 if kind == "int>=1" else 0):
-            raise bad
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise bad
-    value = float(value)
-    if (kind.startswith("float>0") and value <= 0) or (kind == "float>=0" and value < 0) \
-            or (kind == "fraction" and not 0 <= value < 1):
-        raise bad
-    return value
+    return number(value, f"{where}.{key}", **bounds, valid=valid, verb="expected")
 
 
 def _validate(spec: dict, defaults: dict, where: str) -> dict:

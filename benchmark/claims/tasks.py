@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from ..config import read_yaml
 from ..errors import NFBenchError, one_of
+from ..schema import is_number, known_keys, names, number
 from ..vocab import FAMILIES, ROLES, TRANSFORMS
 from .schema import (
     ACCURACIES,
@@ -66,7 +66,7 @@ def load_task(path: str | Path) -> Task:
     where = str(path)
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with keys {', '.join(_TOP_KEYS)}")
-    _known_keys(raw, _TOP_KEYS, where)
+    known_keys(raw, _TOP_KEYS, where, at_key=True)
     for key in ("id", "claim", "operationalization"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise NFBenchError(f"{where}: {key}: required, a non-empty string")
@@ -81,7 +81,7 @@ def load_task(path: str | Path) -> Task:
         for i, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
                 raise NFBenchError(f"{where}: measures[{i}]: must be a mapping of {', '.join(_MEASURE_KEYS)}")
-            _known_keys(entry, _MEASURE_KEYS, f"{where}: measures[{i}]")
+            known_keys(entry, _MEASURE_KEYS, f"{where}: measures[{i}]", at_key=True)
             measures.append(_measure({**shared, **entry}, where, f"measures[{i}].", set(entry)))
     else:
         measures = [_measure(shared, where, "", set(shared))]
@@ -89,22 +89,11 @@ def load_task(path: str | Path) -> Task:
                 where, tuple(measures))
 
 
-def _sub(where: str, key: str) -> str:
-    """The key path of `key` below `where` ("file" or "file: a.b")."""
-    return f"{where}.{key}" if ": " in where else f"{where}: {key}"
-
-
-def _known_keys(raw: Mapping, valid, where: str) -> None:
-    for key in raw:
-        if key not in valid:
-            raise NFBenchError(f"{_sub(where, str(key))}: {one_of(str(key), valid, 'key')}")
-
-
 def parse_measure(raw: Mapping, where: str) -> Measure:
     """One measure outside a task file (the leaderboard's scores): the task files' form without
     `expected` (a score is reported, not tested) and without `compare` (the caller names the
     groups of models, `evaluate.group_replicates`)."""
-    _known_keys(raw, _MEASURE_KEYS, where)
+    known_keys(raw, _MEASURE_KEYS, where, at_key=True)
     return _measure(dict(raw), where, "", set(raw), task=False)
 
 
@@ -139,19 +128,8 @@ def _measure(raw: dict, where: str, prefix: str, own: set, *, task: bool = True)
                    _bootstrap(raw.get("bootstrap"), at("bootstrap")))
 
 
-def _names(value, valid, noun: str, where: str, kind: str | None = None) -> list[str]:
-    """One name or a list of names, each one of `valid` (`kind` names them in the error)."""
-    names = value if isinstance(value, list) else [value]
-    if not names:
-        raise NFBenchError(f"{where}: must name at least one {noun} ({', '.join(valid)})")
-    for name in names:
-        if name not in valid:
-            raise NFBenchError(f"{where}: {one_of(str(name), valid, kind or noun)}")
-    return list(names)
-
-
 def _role_list(value, where: str) -> list[str]:
-    roles = _names(value, ROLES, "role", where)
+    roles = names(value, ROLES, "role", where)
     if len(set(roles)) != len(roles):
         raise NFBenchError(f"{where}: names a role twice")
     return roles
@@ -185,12 +163,12 @@ def _perturbation(raw, where: str) -> Perturbation | None:
         return None
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with family or labels (and optionally reference)")
-    _known_keys(raw, ("family", "labels", "reference"), where)
+    known_keys(raw, ("family", "labels", "reference"), where, at_key=True)
     if ("family" in raw) == ("labels" in raw):
         raise NFBenchError(f"{where}: give exactly one of family or labels")
     family = labels = reference = None
     if "family" in raw:
-        family = tuple(_names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family"))
+        family = tuple(names(raw["family"], FAMILIES, "family", f"{where}.family", "perturbation family"))
     else:
         labels = raw["labels"]
         if labels != TRAINED:
@@ -202,7 +180,7 @@ def _perturbation(raw, where: str) -> Perturbation | None:
                                        f"({', '.join(TRANSFORMS)}, or family/index such as noise/0)")
             labels = tuple(labels)
     if "reference" in raw:
-        references = _names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
+        references = names(raw["reference"], FAMILIES, "family", f"{where}.reference", "perturbation family")
         if len(references) != 1:
             raise NFBenchError(f"{where}.reference: must be a single family")
         reference = references[0]
@@ -220,14 +198,13 @@ def _layers(raw, where: str) -> tuple[Layer, ...] | None:
     for i, item in enumerate(items):
         w = f"{where}[{i}]" if isinstance(raw, list) else where
         if isinstance(item, Mapping):
-            _known_keys(item, ("after_depth", "up_to_depth"), w)
+            known_keys(item, ("after_depth", "up_to_depth"), w, at_key=True)
             if not item:
                 raise NFBenchError(f"{w}: a depth selection needs after_depth and/or up_to_depth")
             sel = {"after_depth": item.get("after_depth"), "up_to_depth": item.get("up_to_depth", 1.0)}
             for key, value in sel.items():
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not 0 <= value <= 1):
-                    raise NFBenchError(f"{w}.{key}: must be a relative depth in [0, 1], got {value!r}")
+                if value is not None:
+                    number(value, f"{w}.{key}", 0, 1, valid="a relative depth in [0, 1]")
             if sel["after_depth"] is not None and sel["after_depth"] >= sel["up_to_depth"]:
                 raise NFBenchError(f"{w}: after_depth must be below up_to_depth")
             out.append(Depths(**sel))
@@ -239,24 +216,18 @@ def _layers(raw, where: str) -> tuple[Layer, ...] | None:
     return tuple(out)
 
 
-def _number(value, where: str, low: float = -math.inf, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise NFBenchError(f"{where}: must be a number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
 def _expected(raw, where: str) -> Expected:
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be {{direction, threshold, margin}} or {{finding: {{bin: [lo, hi]}}}}")
     if "finding" in raw:
-        _known_keys(raw, ("finding",), where)
+        known_keys(raw, ("finding",), where, at_key=True)
         bins = raw["finding"]
         if not isinstance(bins, Mapping) or not bins:
             raise NFBenchError(f"{where}.finding: must map category names to [low, high] intervals")
         out: dict[str, tuple[float, float]] = {}
         for name, edges in bins.items():
             if (not isinstance(edges, list) or len(edges) != 2
-                    or any(isinstance(e, bool) or not isinstance(e, (int, float)) for e in edges)
+                    or not all(is_number(e, finite=False) for e in edges)
                     or not edges[0] < edges[1]):
                 raise NFBenchError(f"{where}.finding.{name}: must be [low, high] with low < high, got {edges!r}")
             out[str(name)] = (float(edges[0]), float(edges[1]))
@@ -264,14 +235,14 @@ def _expected(raw, where: str) -> Expected:
         if any(a[1] > b[0] for a, b in zip(ordered, ordered[1:])):
             raise NFBenchError(f"{where}.finding: the bins overlap")
         return Finding(tuple(Bin(name, lo, hi) for name, (lo, hi) in sorted(out.items(), key=lambda kv: kv[1][0])))
-    _known_keys(raw, ("direction", "threshold", "margin"), where)
+    known_keys(raw, ("direction", "threshold", "margin"), where, at_key=True)
     for key in ("direction", "threshold", "margin"):
         if key not in raw:
             raise NFBenchError(f"{where}.{key}: required (or give finding: instead)")
     if raw["direction"] not in DIRECTIONS:
         raise NFBenchError(f"{where}.direction: {one_of(str(raw['direction']), DIRECTIONS, 'direction')}")
-    return Threshold(raw["direction"], _number(raw["threshold"], f"{where}.threshold"),
-                     _number(raw["margin"], f"{where}.margin", 0.0))
+    return Threshold(raw["direction"], number(raw["threshold"], f"{where}.threshold"),
+                     number(raw["margin"], f"{where}.margin", 0.0))
 
 
 def _aggregate(raw, where: str) -> Aggregate:
@@ -279,7 +250,7 @@ def _aggregate(raw, where: str) -> Aggregate:
         return Aggregate()
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of points, models, overall, labels")
-    _known_keys(raw, ("points", "models", "overall", "labels"), where)
+    known_keys(raw, ("points", "models", "overall", "labels"), where, at_key=True)
     out = {**asdict(Aggregate()), **raw}
     for key in ("points", "models"):
         if out[key] not in AGGREGATIONS:
@@ -297,11 +268,8 @@ def _bootstrap(raw, where: str) -> Bootstrap:
         return Bootstrap()
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of samples, confidence")
-    _known_keys(raw, ("samples", "confidence"), where)
+    known_keys(raw, ("samples", "confidence"), where, at_key=True)
     out = {**asdict(Bootstrap()), **raw}
-    if isinstance(out["samples"], bool) or not isinstance(out["samples"], int) or out["samples"] < 100:
-        raise NFBenchError(f"{where}.samples: must be an integer ≥ 100, got {out['samples']!r}")
-    c = out["confidence"]
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < 1:
-        raise NFBenchError(f"{where}.confidence: must be a number in (0, 1), got {c!r}")
-    return Bootstrap(out["samples"], float(c))
+    number(out["samples"], f"{where}.samples", 100, integer=True)
+    c = number(out["confidence"], f"{where}.confidence", 0, 1, open_low=True, open_high=True)
+    return Bootstrap(out["samples"], c)

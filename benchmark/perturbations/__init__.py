@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import NFBenchError, one_of
+from ..schema import number
 from ..vocab import COLOUR_ONLY, FAMILIES, TRANSFORMS
 
 _PARAMS: dict[str, dict[str, Any]] = {
@@ -49,9 +50,8 @@ def _check_values(spec: dict, where: str, channels: int | None) -> None:
     def count(family: str, value, allow_none: bool = False):
         if value is None and allow_none:
             return
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise NFBenchError(f"{where}.{family}.count: must be a positive integer"
-                               + (" or null" if allow_none else "") + f", got {value!r}")
+        number(value, f"{where}.{family}.count", 1, integer=True,
+               valid="a positive integer" + (" or null" if allow_none else ""))
 
     if "augmentation" in spec:
         names = spec["augmentation"]["transforms"]
@@ -67,8 +67,7 @@ def _check_values(spec: dict, where: str, channels: int | None) -> None:
             raise NFBenchError(f"{where}.augmentation.transforms: lists a transform twice")
     if "noise" in spec:
         count("noise", spec["noise"]["count"])
-        if not isinstance(spec["noise"]["seed"], int):
-            raise NFBenchError(f"{where}.noise.seed: must be an integer, got {spec['noise']['seed']!r}")
+        number(spec["noise"]["seed"], f"{where}.noise.seed", integer=True)
     if "generative" in spec:
         count("generative", spec["generative"]["count"], allow_none=True)
         if not isinstance(spec["generative"]["model"], str):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .. import leaderboard as lb
 from .. import scores
+from ..cards import Card, load_card
 from ..config import resolve_device
 from ..errors import NFBenchError, one_of
 from ..metrics import FrameStatistics, frame_statistics
@@ -81,7 +82,7 @@ def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> 
     Nothing under leaderboard/ or reports/ is written unless every check and computation passed.
     """
     with announce("submit") as info:
-        card = lb.load_card(card_path, params)
+        card = load_card(card_path, params)
         if card.path.resolve().parent != SUBMISSIONS.resolve():
             raise NFBenchError(f"{card.path}: model cards live in {SUBMISSIONS}/ (where `nfbench leaderboard "
                                f"verify` finds them); move it to {SUBMISSIONS}/{card.id}.yaml")
@@ -98,7 +99,7 @@ def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> 
     return entry
 
 
-def score_card(params: Mapping, card: lb.Card, models_root: Path) -> dict:
+def score_card(params: Mapping, card: Card, models_root: Path) -> dict:
     """The entry of a card: fetch and check the model (into `models_root`; a RobustBench
     checkpoint is downloaded to, or placed by the user in, models/submissions/robustbench/
     whatever `models_root` is), then its frames, statistics and scores."""
@@ -186,7 +187,7 @@ def verify(params: Mapping, model_id: str) -> tuple[Path, bool, list[dict]]:
         known = [p.stem for p in submitted_dir(params).glob("*.json")]
         raise NFBenchError(f"{one_of(model_id, known, 'submitted entry')} (in {submitted_dir(params)}/)")
     entry = read_json(path)
-    card = lb.load_card(SUBMISSIONS / f"{model_id}.yaml", params)
+    card = load_card(SUBMISSIONS / f"{model_id}.yaml", params)
     with tempfile.TemporaryDirectory(prefix="nfbench-verify-") as root:
         recomputed = score_card(params, card, Path(root))
     ok, rows = lb.compare(entry, recomputed)
