@@ -31,19 +31,24 @@ def _tracked(params: dict, args) -> bool:
     return True
 
 
+def _paths(args) -> dict[str, Path]:
+    """The stage's input and output paths given on the command line (`_path_options`), by keyword."""
+    return {name: getattr(args, name) for name in args.paths}
+
+
 def cmd_data(args) -> None:
     from .models.zoo import check_layer_names
     from .stages import data
 
     params = _params(args)
     check_layer_names(params)
-    data.run(params, download=args.download)
+    data.run(params, download=args.download, **_paths(args))
 
 
 def cmd_sources(args) -> None:
     from .stages import sources
 
-    sources.run(_params(args))
+    sources.run(_params(args), **_paths(args))
 
 
 def cmd_fetch(args) -> None:
@@ -60,14 +65,14 @@ def cmd_fetch(args) -> None:
         ids = list(params["generative"]) + list(params["model_groups"])
     else:
         raise NFBenchError("name model ids, or --suite NAME for all models of a suite")
-    fetch.run(params, ids, track=_tracked(params, args))
+    fetch.run(params, ids, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_evaluate(args) -> None:
     from .stages import evaluate
 
     params = _params(args)
-    evaluate.run(params, args.models, track=_tracked(params, args))
+    evaluate.run(params, args.models, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_frames(args) -> None:
@@ -75,27 +80,27 @@ def cmd_frames(args) -> None:
 
     params = _params(args)
     method = "fd" if args.fallback == "finite-difference" else None
-    frames.run(params, args.models, method=method, track=_tracked(params, args))
+    frames.run(params, args.models, method=method, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_metrics(args) -> None:
     from .stages import metrics
 
-    metrics.run(_params(args))
+    metrics.run(_params(args), **_paths(args))
 
 
 def cmd_claims(args) -> None:
     from .stages import claims
 
     params = _params(args)
-    claims.run(params, track=_tracked(params, args))
+    claims.run(params, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_report(args) -> None:
     from .stages import report
 
     params = _params(args)
-    report.run(params, track=_tracked(params, args))
+    report.run(params, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_submit(args) -> None:
@@ -109,7 +114,7 @@ def cmd_leaderboard(args) -> None:
     from .pipeline import suite_params
     from .stages import leaderboard
 
-    leaderboard.run(suite_params(_params(args), args.suite), sort=args.sort)
+    leaderboard.run(suite_params(_params(args), args.suite), sort=args.sort, **_paths(args))
 
 
 def cmd_leaderboard_verify(args) -> None:
@@ -309,11 +314,61 @@ def _show_command(sub) -> None:
 
 
 def _command(sub, name, func, help_text, tracked=False) -> argparse.ArgumentParser:
+    """A subcommand; a stage's has its `--NAME PATH` options (`_stage_paths`)."""
     sp = sub.add_parser(name, help=help_text, description=help_text)
     sp.set_defaults(func=func)
     if tracked:
         sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    _path_options(sp, _stage_paths().get(name, {}))
     return sp
+
+
+@functools.cache
+def _stage_paths() -> dict[str, dict[str, tuple[Path | None, str]]]:
+    """Each stage command's input and output files, as `--NAME PATH` options: dvc.yaml passes every
+    one of them, and tests/test_stage_paths.py checks they are the stage's declared deps and outs.
+    The defaults are the pipeline's places (benchmark/pipeline.py), so `nfbench STAGE` works alone."""
+    from . import pipeline as p
+
+    autoencoder = (None, "the protocol's autoencoder, its directory read (default: models/<its name>)")
+    statistics, accuracies = (p.STATISTICS, "per-point statistics read"), (p.MODEL_METRICS, "model accuracies read")
+    return {
+        "data": {"out": (p.POINTS, "evaluation points written"),
+                 "summary": (p.DATA_SUMMARY, "dataset summary written")},
+        "sources": {"out": (p.SOURCES, "directory of the source records written, <entry>.json")},
+        "fetch": {"out": (None, "the one entry's directory written (default: models/<ID>)")},
+        "evaluate": {"models_dir": (p.MODELS, "models directory read"), "out": (p.MODEL_METRICS, "accuracies written")},
+        "frames": {"points": (p.POINTS, "evaluation points read"), "models_dir": (p.MODELS, "models directory read"),
+                   "out": (p.FRAMES, "directory of the frame files written"),
+                   "plots": (p.PLOTS, "directory of the per-layer series written")},
+        "metrics": {"frames": (p.FRAMES, "frame files read"), "accuracies": accuracies,
+                    "out": (p.STATISTICS, "directory of the statistics written"),
+                    "summary": (p.SUMMARY, "per-layer summary written")},
+        "claims": {"statistics": statistics, "tasks": (p.TASKS, "directory of the task files read"),
+                   "out": (p.CLAIMS, "claims written")},
+        "report": {"claims": (p.CLAIMS, "claims read"), "statistics": statistics,
+                   "points": (p.POINTS, "evaluation points read (gallery)"),
+                   "frames": (p.FRAMES, "frame files read (gallery)"), "autoencoder": autoencoder,
+                   "markdown": (p.REPORTS / "claims.md", "claims table written"),
+                   "latex": (p.REPORTS / "claims.tex", "LaTeX claims table written"),
+                   "layers": (p.REPORTS / "layers.md", "per-layer table written"),
+                   "figures": (p.REPORTS / "figures", "directory of the figures written")},
+        "leaderboard": {"statistics": statistics, "accuracies": accuracies,
+                        "points": (p.POINTS, "evaluation points read (provenance)"), "autoencoder": autoencoder,
+                        "submitted": (None, "submitted entries read (default: leaderboard/<suite>)"),
+                        "entries": (None, "directory of the suite's entries written "
+                                          "(default: leaderboard/<suite>-suite)"),
+                        "markdown": (p.REPORTS / "leaderboard.md", "leaderboard page written"),
+                        "html": (p.REPORTS / "leaderboard.html", "HTML leaderboard page written")},
+    }
+
+
+def _path_options(sp, options: dict[str, tuple[Path | None, str]]) -> None:
+    """`--NAME PATH` per entry of `options` (name: (default, what)); `_paths(args)` collects them."""
+    for name, (default, what) in options.items():
+        sp.add_argument(f"--{name.replace('_', '-')}", dest=name, type=Path, default=default, metavar="PATH",
+                        help=what if default is None else f"{what} (default: {default})")
+    sp.set_defaults(paths=tuple(options))
 
 
 def _stage_commands(sub) -> None:
