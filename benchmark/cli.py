@@ -140,73 +140,22 @@ def _reference(args, params) -> Path:
 
 def cmd_check(args) -> None:
     from .pipeline import CLAIMS
-    from .regression import compare, summary
-    from .storage import read_json
+    from .regression import check
 
-    reference = _reference(args, _params(args))
-    fresh = Path(args.claims) if args.claims else CLAIMS
-    if not fresh.is_file():
-        raise NFBenchError(f"{fresh} does not exist; run the pipeline (dvc repro) first")
-    if args.update:
-        from .storage import write_bytes
-
-        write_bytes(reference, fresh.read_bytes())
-        print(f"{reference} now holds the results of {fresh}")
-        return
-    if not reference.is_file():
-        raise NFBenchError(f"no reference at {reference} (create it with `nfbench check --update`)")
-    ok, rows = compare(read_json(fresh), read_json(reference), args.mode)
-    print(check_report(rows, args.mode, fresh, reference))
-    if not ok:
-        bad = summary(rows).get("differs" if args.mode == "reproduce" else "disagrees", 0)
-        raise NFBenchError(f"{bad} of {len(rows)} result(s) of {fresh} "
-                           + ("do not reproduce" if args.mode == "reproduce" else "disagree with")
-                           + f" {reference} ({args.mode} mode)")
-
-
-def check_report(rows: list[dict], mode: str, fresh, reference) -> str:
-    """The check's table under a line saying what the mode demands, and the totals."""
-    from .regression import ROUNDING, format_table, replication_totals, summary
-
-    demand = (f"reproduce mode (same artifacts): every verdict identical, every value within float rounding "
-              f"(±max({ROUNDING['absolute']:g}, {ROUNDING['relative']:g}·|reference|)); any difference fails"
-              if mode == "reproduce" else
-              "replicate mode (retrained models): rows agree, are borderline (a call at the verdict boundary) "
-              "or disagree; only a disagreement fails")
-    counts = summary(rows)
-    lines = [f"{len(rows)} rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
-    if mode == "replicate":
-        totals = replication_totals(rows)
-        verdicts, findings = totals["verdicts"], totals["findings"]
-        n_v, n_f = sum(verdicts.values()), sum(findings.values())
-        lines.append(f"verdict rows: {verdicts.get('agrees', 0)}/{n_v} agree"
-                     + (f" ({verdicts.get('agrees', 0) / n_v:.0%})" if n_v else "")
-                     + f", {verdicts.get('borderline', 0)} borderline, {verdicts.get('disagrees', 0)} disagree")
-        lines.append(f"findings: {findings.get('agrees', 0)}/{n_f} in the same category, "
-                     f"{findings.get('borderline', 0)} in the adjacent one, {findings.get('disagrees', 0)} further")
-    return "\n".join([f"{fresh} against {reference} — {demand}", "", format_table(rows, mode), "", *lines])
+    text, problem = check(Path(args.claims or CLAIMS), _reference(args, _params(args)), args.mode, update=args.update)
+    print(text)
+    if problem:
+        raise NFBenchError(problem)
 
 
 def cmd_replicate(args) -> None:
     from . import replicate
 
     params = _params(args)
-    reference = _reference(args, params)
-    if not reference.is_file():
-        raise NFBenchError(f"no reference at {reference} to replicate "
-                           f"(make it with `dvc repro && nfbench check --update`)")
-    ok, rows, workspace = replicate.run(params, args.seeds, reference)
-    report = check_report(rows, "replicate", workspace / "reports" / "claims.json", reference)
-    from .storage import write_text
-
-    write_text(workspace / "agreement.md", report + "\n")
-    print(report)
-    if not ok:
-        from .regression import summary
-
-        raise NFBenchError(f"{summary(rows).get('disagrees', 0)} of {len(rows)} rows of the replication with seeds "
-                           f"{' '.join(map(str, args.seeds))} disagree with {reference} (table above, and "
-                           f"{workspace / 'agreement.md'})")
+    text, problem = replicate.judge(params, args.seeds, _reference(args, params))
+    print(text)
+    if problem:
+        raise NFBenchError(problem)
 
 
 def cmd_publish(args) -> None:
@@ -323,6 +272,11 @@ def _command(sub, name, func, help_text, tracked=False) -> argparse.ArgumentPars
     return sp
 
 
+def _suite_option(sp, help_text: str = "another suite than params.yaml's: suites/NAME.yaml with params.yaml's "
+                                       "global settings", **kwargs) -> None:
+    sp.add_argument("--suite", metavar="NAME", help=help_text, **kwargs)
+
+
 @functools.cache
 def _stage_paths() -> dict[str, dict[str, tuple[Path | None, str]]]:
     """Each stage command's input and output files, as `--NAME PATH` options: dvc.yaml passes every
@@ -382,7 +336,7 @@ def _stage_commands(sub) -> None:
                                    "(stage 3)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="params.yaml entries (an entry with seeds: all its models), model ids or autoencoders")
-    sp.add_argument("--suite", help="fetch every model of this suite")
+    _suite_option(sp, "fetch every model of this suite")
     sp = stage("evaluate", cmd_evaluate, "clean and robust accuracy of the suite's models (stage 4)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID", help="model ids from params.yaml (default: all)")
     sp = stage("frames", cmd_frames, "neural frames of the suite's models (stage 5)", tracked=True)
@@ -395,14 +349,21 @@ def _stage_commands(sub) -> None:
     stage("report", cmd_report, "tables and figures under reports/ (stage 8)", tracked=True)
     sp = stage("leaderboard", cmd_leaderboard,
                "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
-    sp.add_argument("--suite")
+    _suite_option(sp)
     sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
     verify = sp.add_subparsers(dest="what").add_parser(
         "verify", help="recompute a submitted entry from its card; exit non-zero when it does not reproduce "
                        "within tolerance")
     verify.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
-    verify.add_argument("--suite", default=argparse.SUPPRESS)
+    _suite_option(verify, default=argparse.SUPPRESS)
     verify.set_defaults(func=cmd_leaderboard_verify)
+
+
+def _reference_option(sp) -> None:
+    from .pipeline import REFERENCE
+
+    sp.add_argument("--reference", metavar="DIR", help=f"directory holding the reference claims.json "
+                                                       f"(default: {REFERENCE}/<suite>/)")
 
 
 def _leaderboard_commands(sub) -> None:
@@ -410,15 +371,14 @@ def _leaderboard_commands(sub) -> None:
     stage = functools.partial(_command, sub)
     sp = stage("submit", cmd_submit, "score a model card and add its entry to the leaderboard")
     sp.add_argument("card", help="the model card, submissions/<id>.yaml (see SUBMITTING.md)")
-    sp.add_argument("--suite")
+    _suite_option(sp)
     sp.add_argument("--replace", action="store_true", help="overwrite an existing entry with the same id")
     sp = stage("check", cmd_check, "compare claims with the committed reference: reproduced, or replicated")
     sp.add_argument("--mode", choices=["reproduce", "replicate"], default="reproduce",
                     help="reproduce (default): same checkpoints, so identical verdicts and values to float rounding; "
                          "replicate: retrained models, judged by verdict agreement")
     sp.add_argument("--claims", help="the claims to check (default: reports/claims.json)")
-    sp.add_argument("--reference", help="directory holding the reference claims.json "
-                                        "(default: reports/reference/<suite>/)")
+    _reference_option(sp)
     sp.add_argument("--update", action="store_true",
                     help="make the current results the reference (after an intended change; commit it)")
 
@@ -426,8 +386,7 @@ def _leaderboard_commands(sub) -> None:
                                            "judge the claims' agreement with the reference")
     sp.add_argument("--seeds", type=int, nargs="+", required=True,
                     help="new seeds, as many as the suite's models use, mapped onto them in ascending order")
-    sp.add_argument("--reference", help="directory holding the reference claims.json "
-                                        "(default: reports/reference/<suite>/)")
+    _reference_option(sp)
     sp = stage("publish", cmd_publish, "publish models trained here as the suite's checkpoints (zoo/<suite>/)")
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="model ids (default: every local model and autoencoder of the suite)")
@@ -437,7 +396,7 @@ def _suite_commands(sub) -> None:
     """The model zoo, the suite presets and the engine benchmark."""
     models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
     sp = models.add_parser("list", help="models of a suite with their status and sha256")
-    sp.add_argument("--suite")
+    _suite_option(sp)
     sp.set_defaults(func=cmd_models_list)
 
     suite = sub.add_parser("suite", help="suite presets").add_subparsers(dest="what", required=True)
