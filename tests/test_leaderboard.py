@@ -22,6 +22,7 @@ from benchmark.cli import main
 from benchmark.errors import NFBenchError
 from benchmark.metrics import FrameStatistics
 from benchmark.storage import read_json, sha256_file, write_json
+from tests.conftest import synthetic_stats
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -40,12 +41,8 @@ def hand_stats(penultimate_rows: list[list[float]], rank: list[float], model_id:
     families = ["augmentation", "augmentation", "noise", "noise", "generative"]
     sensitivity = torch.ones(3, 2, 5, dtype=torch.float64)
     sensitivity[1] = torch.tensor(penultimate_rows, dtype=torch.float64)
-    return FrameStatistics(
-        layers=["input", "hidden", "logits"], labels=labels, families=families,
-        family_names=["augmentation", "noise", "generative"], point_ids=torch.arange(2),
-        depth=torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), sensitivity=sensitivity,
-        rank=torch.tensor([[5.0, 5.0], rank, [1.0, 1.0]], dtype=torch.float64),
-        family_rank=torch.ones(3, 3, 2, dtype=torch.float64), penultimate=1, meta={"id": model_id})
+    return synthetic_stats(model_id, sensitivity, [[5.0, 5.0], rank, [1.0, 1.0]], layers=["input", "hidden", "logits"],
+                           labels=labels, families=families, family_rank=torch.ones(3, 3, 2, dtype=torch.float64))
 
 
 MODEL = hand_stats([[0.2, 0.5, 0.1, 0.3, 0.6],       # point 0: rotate, translate_x, noise/0, noise/1, vae/0
