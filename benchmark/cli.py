@@ -31,19 +31,24 @@ def _tracked(params: dict, args) -> bool:
     return True
 
 
+def _paths(args) -> dict[str, Path]:
+    """The stage's input and output paths given on the command line (`_path_options`), by keyword."""
+    return {name: getattr(args, name) for name in args.paths}
+
+
 def cmd_data(args) -> None:
     from .models.zoo import check_layer_names
     from .stages import data
 
     params = _params(args)
     check_layer_names(params)
-    data.run(params, download=args.download)
+    data.run(params, download=args.download, **_paths(args))
 
 
 def cmd_sources(args) -> None:
     from .stages import sources
 
-    sources.run(_params(args))
+    sources.run(_params(args), **_paths(args))
 
 
 def cmd_fetch(args) -> None:
@@ -60,14 +65,14 @@ def cmd_fetch(args) -> None:
         ids = list(params["generative"]) + list(params["model_groups"])
     else:
         raise NFBenchError("name model ids, or --suite NAME for all models of a suite")
-    fetch.run(params, ids, track=_tracked(params, args))
+    fetch.run(params, ids, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_evaluate(args) -> None:
     from .stages import evaluate
 
     params = _params(args)
-    evaluate.run(params, args.models, track=_tracked(params, args))
+    evaluate.run(params, args.models, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_frames(args) -> None:
@@ -75,27 +80,27 @@ def cmd_frames(args) -> None:
 
     params = _params(args)
     method = "fd" if args.fallback == "finite-difference" else None
-    frames.run(params, args.models, method=method, track=_tracked(params, args))
+    frames.run(params, args.models, method=method, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_metrics(args) -> None:
     from .stages import metrics
 
-    metrics.run(_params(args))
+    metrics.run(_params(args), **_paths(args))
 
 
 def cmd_claims(args) -> None:
     from .stages import claims
 
     params = _params(args)
-    claims.run(params, track=_tracked(params, args))
+    claims.run(params, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_report(args) -> None:
     from .stages import report
 
     params = _params(args)
-    report.run(params, track=_tracked(params, args))
+    report.run(params, track=_tracked(params, args), **_paths(args))
 
 
 def cmd_submit(args) -> None:
@@ -109,7 +114,7 @@ def cmd_leaderboard(args) -> None:
     from .pipeline import suite_params
     from .stages import leaderboard
 
-    leaderboard.run(suite_params(_params(args), args.suite), sort=args.sort)
+    leaderboard.run(suite_params(_params(args), args.suite), sort=args.sort, **_paths(args))
 
 
 def cmd_leaderboard_verify(args) -> None:
@@ -141,73 +146,22 @@ def _reference(args, params) -> Path:
 
 def cmd_check(args) -> None:
     from .pipeline import CLAIMS
-    from .regression import compare, summary
-    from .storage import read_json
+    from .regression import check
 
-    reference = _reference(args, _params(args))
-    fresh = Path(args.claims) if args.claims else CLAIMS
-    if not fresh.is_file():
-        raise NFBenchError(f"{fresh} does not exist; run the pipeline (dvc repro) first")
-    if args.update:
-        from .storage import write_bytes
-
-        write_bytes(reference, fresh.read_bytes())
-        print(f"{reference} now holds the results of {fresh}")
-        return
-    if not reference.is_file():
-        raise NFBenchError(f"no reference at {reference} (create it with `nfbench check --update`)")
-    ok, rows = compare(read_json(fresh), read_json(reference), args.mode)
-    print(check_report(rows, args.mode, fresh, reference))
-    if not ok:
-        bad = summary(rows).get("differs" if args.mode == "reproduce" else "disagrees", 0)
-        raise NFBenchError(f"{bad} of {len(rows)} result(s) of {fresh} "
-                           + ("do not reproduce" if args.mode == "reproduce" else "disagree with")
-                           + f" {reference} ({args.mode} mode)")
-
-
-def check_report(rows: list[dict], mode: str, fresh, reference) -> str:
-    """The check's table under a line saying what the mode demands, and the totals."""
-    from .regression import ROUNDING, format_table, replication_totals, summary
-
-    demand = (f"reproduce mode (same artifacts): every verdict identical, every value within float rounding "
-              f"(±max({ROUNDING['absolute']:g}, {ROUNDING['relative']:g}·|reference|)); any difference fails"
-              if mode == "reproduce" else
-              "replicate mode (retrained models): rows agree, are borderline (a call at the verdict boundary) "
-              "or disagree; only a disagreement fails")
-    counts = summary(rows)
-    lines = [f"{len(rows)} rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
-    if mode == "replicate":
-        totals = replication_totals(rows)
-        verdicts, findings = totals["verdicts"], totals["findings"]
-        n_v, n_f = sum(verdicts.values()), sum(findings.values())
-        lines.append(f"verdict rows: {verdicts.get('agrees', 0)}/{n_v} agree"
-                     + (f" ({verdicts.get('agrees', 0) / n_v:.0%})" if n_v else "")
-                     + f", {verdicts.get('borderline', 0)} borderline, {verdicts.get('disagrees', 0)} disagree")
-        lines.append(f"findings: {findings.get('agrees', 0)}/{n_f} in the same category, "
-                     f"{findings.get('borderline', 0)} in the adjacent one, {findings.get('disagrees', 0)} further")
-    return "\n".join([f"{fresh} against {reference} — {demand}", "", format_table(rows, mode), "", *lines])
+    text, problem = check(Path(args.claims or CLAIMS), _reference(args, _params(args)), args.mode, update=args.update)
+    print(text)
+    if problem:
+        raise NFBenchError(problem)
 
 
 def cmd_replicate(args) -> None:
     from . import replicate
 
     params = _params(args)
-    reference = _reference(args, params)
-    if not reference.is_file():
-        raise NFBenchError(f"no reference at {reference} to replicate "
-                           f"(make it with `dvc repro && nfbench check --update`)")
-    ok, rows, workspace = replicate.run(params, args.seeds, reference)
-    report = check_report(rows, "replicate", workspace / "reports" / "claims.json", reference)
-    from .storage import write_text
-
-    write_text(workspace / "agreement.md", report + "\n")
-    print(report)
-    if not ok:
-        from .regression import summary
-
-        raise NFBenchError(f"{summary(rows).get('disagrees', 0)} of {len(rows)} rows of the replication with seeds "
-                           f"{' '.join(map(str, args.seeds))} disagree with {reference} (table above, and "
-                           f"{workspace / 'agreement.md'})")
+    text, problem = replicate.judge(params, args.seeds, _reference(args, params))
+    print(text)
+    if problem:
+        raise NFBenchError(problem)
 
 
 def cmd_publish(args) -> None:
@@ -315,11 +269,66 @@ def _show_command(sub) -> None:
 
 
 def _command(sub, name, func, help_text, tracked=False) -> argparse.ArgumentParser:
+    """A subcommand; a stage's has its `--NAME PATH` options (`_stage_paths`)."""
     sp = sub.add_parser(name, help=help_text, description=help_text)
     sp.set_defaults(func=func)
     if tracked:
         sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    _path_options(sp, _stage_paths().get(name, {}))
     return sp
+
+
+def _suite_option(sp, help_text: str = "another suite than params.yaml's: suites/NAME.yaml with params.yaml's "
+                                       "global settings", **kwargs) -> None:
+    sp.add_argument("--suite", metavar="NAME", help=help_text, **kwargs)
+
+
+@functools.cache
+def _stage_paths() -> dict[str, dict[str, tuple[Path | None, str]]]:
+    """Each stage command's input and output files, as `--NAME PATH` options: dvc.yaml passes every
+    one of them, and tests/test_stage_paths.py checks they are the stage's declared deps and outs.
+    The defaults are the pipeline's places (benchmark/pipeline.py), so `nfbench STAGE` works alone."""
+    from . import pipeline as p
+
+    autoencoder = (None, "the protocol's autoencoder, its directory read (default: models/<its name>)")
+    statistics, accuracies = (p.STATISTICS, "per-point statistics read"), (p.MODEL_METRICS, "model accuracies read")
+    return {
+        "data": {"out": (p.POINTS, "evaluation points written"),
+                 "summary": (p.DATA_SUMMARY, "dataset summary written")},
+        "sources": {"out": (p.SOURCES, "directory of the source records written, <entry>.json")},
+        "fetch": {"out": (None, "the one entry's directory written (default: models/<ID>)")},
+        "evaluate": {"models_dir": (p.MODELS, "models directory read"), "out": (p.MODEL_METRICS, "accuracies written")},
+        "frames": {"points": (p.POINTS, "evaluation points read"), "models_dir": (p.MODELS, "models directory read"),
+                   "out": (p.FRAMES, "directory of the frame files written"),
+                   "plots": (p.PLOTS, "directory of the per-layer series written")},
+        "metrics": {"frames": (p.FRAMES, "frame files read"), "accuracies": accuracies,
+                    "out": (p.STATISTICS, "directory of the statistics written"),
+                    "summary": (p.SUMMARY, "per-layer summary written")},
+        "claims": {"statistics": statistics, "tasks": (p.TASKS, "directory of the task files read"),
+                   "out": (p.CLAIMS, "claims written")},
+        "report": {"claims": (p.CLAIMS, "claims read"), "statistics": statistics,
+                   "points": (p.POINTS, "evaluation points read (gallery)"),
+                   "frames": (p.FRAMES, "frame files read (gallery)"), "autoencoder": autoencoder,
+                   "markdown": (p.REPORTS / "claims.md", "claims table written"),
+                   "latex": (p.REPORTS / "claims.tex", "LaTeX claims table written"),
+                   "layers": (p.REPORTS / "layers.md", "per-layer table written"),
+                   "figures": (p.REPORTS / "figures", "directory of the figures written")},
+        "leaderboard": {"statistics": statistics, "accuracies": accuracies,
+                        "points": (p.POINTS, "evaluation points read (provenance)"), "autoencoder": autoencoder,
+                        "submitted": (None, "submitted entries read (default: leaderboard/<suite>)"),
+                        "entries": (None, "directory of the suite's entries written "
+                                          "(default: leaderboard/<suite>-suite)"),
+                        "markdown": (p.REPORTS / "leaderboard.md", "leaderboard page written"),
+                        "html": (p.REPORTS / "leaderboard.html", "HTML leaderboard page written")},
+    }
+
+
+def _path_options(sp, options: dict[str, tuple[Path | None, str]]) -> None:
+    """`--NAME PATH` per entry of `options` (name: (default, what)); `_paths(args)` collects them."""
+    for name, (default, what) in options.items():
+        sp.add_argument(f"--{name.replace('_', '-')}", dest=name, type=Path, default=default, metavar="PATH",
+                        help=what if default is None else f"{what} (default: {default})")
+    sp.set_defaults(paths=tuple(options))
 
 
 def _stage_commands(sub) -> None:
@@ -333,7 +342,7 @@ def _stage_commands(sub) -> None:
                                    "(stage 3)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="params.yaml entries (an entry with seeds: all its models), model ids or autoencoders")
-    sp.add_argument("--suite", help="fetch every model of this suite")
+    _suite_option(sp, "fetch every model of this suite")
     sp = stage("evaluate", cmd_evaluate, "clean and robust accuracy of the suite's models (stage 4)", tracked=True)
     sp.add_argument("models", nargs="*", metavar="ID", help="model ids from params.yaml (default: all)")
     sp = stage("frames", cmd_frames, "neural frames of the suite's models (stage 5)", tracked=True)
@@ -346,17 +355,24 @@ def _stage_commands(sub) -> None:
     stage("report", cmd_report, "tables and figures under reports/ (stage 8)", tracked=True)
     sp = stage("leaderboard", cmd_leaderboard,
                "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
-    sp.add_argument("--suite")
+    _suite_option(sp)
     sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
     what = sp.add_subparsers(dest="what")
     verify = what.add_parser(
         "verify", help="recompute a submitted entry from its card; exit non-zero when it does not reproduce "
                        "within tolerance")
     verify.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
-    verify.add_argument("--suite", default=argparse.SUPPRESS)
+    _suite_option(verify, default=argparse.SUPPRESS)
     verify.set_defaults(func=cmd_leaderboard_verify)
     what.add_parser("schema", help="print the model card's JSON Schema (submissions/card.schema.json is this "
                                    "output)").set_defaults(func=cmd_leaderboard_schema)
+
+
+def _reference_option(sp) -> None:
+    from .pipeline import REFERENCE
+
+    sp.add_argument("--reference", metavar="DIR", help=f"directory holding the reference claims.json "
+                                                       f"(default: {REFERENCE}/<suite>/)")
 
 
 def _leaderboard_commands(sub) -> None:
@@ -364,15 +380,14 @@ def _leaderboard_commands(sub) -> None:
     stage = functools.partial(_command, sub)
     sp = stage("submit", cmd_submit, "score a model card and add its entry to the leaderboard")
     sp.add_argument("card", help="the model card, submissions/<id>.yaml (see SUBMITTING.md)")
-    sp.add_argument("--suite")
+    _suite_option(sp)
     sp.add_argument("--replace", action="store_true", help="overwrite an existing entry with the same id")
     sp = stage("check", cmd_check, "compare claims with the committed reference: reproduced, or replicated")
     sp.add_argument("--mode", choices=["reproduce", "replicate"], default="reproduce",
                     help="reproduce (default): same checkpoints, so identical verdicts and values to float rounding; "
                          "replicate: retrained models, judged by verdict agreement")
     sp.add_argument("--claims", help="the claims to check (default: reports/claims.json)")
-    sp.add_argument("--reference", help="directory holding the reference claims.json "
-                                        "(default: reports/reference/<suite>/)")
+    _reference_option(sp)
     sp.add_argument("--update", action="store_true",
                     help="make the current results the reference (after an intended change; commit it)")
 
@@ -380,8 +395,7 @@ def _leaderboard_commands(sub) -> None:
                                            "judge the claims' agreement with the reference")
     sp.add_argument("--seeds", type=int, nargs="+", required=True,
                     help="new seeds, as many as the suite's models use, mapped onto them in ascending order")
-    sp.add_argument("--reference", help="directory holding the reference claims.json "
-                                        "(default: reports/reference/<suite>/)")
+    _reference_option(sp)
     sp = stage("publish", cmd_publish, "publish models trained here as the suite's checkpoints (zoo/<suite>/)")
     sp.add_argument("models", nargs="*", metavar="ID",
                     help="model ids (default: every local model and autoencoder of the suite)")
@@ -391,7 +405,7 @@ def _suite_commands(sub) -> None:
     """The model zoo, the suite presets and the engine benchmark."""
     models = sub.add_parser("models", help="the model zoo").add_subparsers(dest="what", required=True)
     sp = models.add_parser("list", help="models of a suite with their status and sha256")
-    sp.add_argument("--suite")
+    _suite_option(sp)
     sp.set_defaults(func=cmd_models_list)
 
     suite = sub.add_parser("suite", help="suite presets").add_subparsers(dest="what", required=True)

@@ -19,6 +19,7 @@ from .storage import code_version, read_json, sha256_json
 POINTS = Path("data/points.safetensors")          # the suite's fixed evaluation points
 DATA_SUMMARY = Path("metrics/data.json")
 MODELS = Path("models")                           # models/<id>/ (checkpoint + manifest)
+SOURCES = MODELS / ".sources"                     # <entry>.json: each entry's source checkpoints (sources stage)
 MODEL_METRICS = Path("metrics/models.json")       # per model: identity and accuracies (committed)
 FRAMES = Path("frames")                           # <id>.safetensors: Grams per layer
 STATISTICS = Path("metrics/points")               # <id>.safetensors: per-point statistics
@@ -36,12 +37,22 @@ LEADERBOARD = Path("leaderboard")                 # <suite>/<id>.json submitted,
 _TRAINED_WITH = {"rotate_deg": ["rotate"], "translate_px": ["translate_x", "translate_y"], "scale_range": ["scale"]}
 
 
-def model_root(spec: Mapping) -> Path:
+def model_root(spec: Mapping, models: Path = MODELS) -> Path:
     """Where a suite model's directory lives: models/<id>/, or models/<entry>/<id>/ for the models
-    of an entry with seeds (that entry's one DVC output)."""
+    of an entry with seeds (that entry's one DVC output); `models`: another models directory."""
     from .models.store import entry_root
 
-    return entry_root(spec, MODELS)
+    return entry_root(spec, models)
+
+
+def root_of(directory: str | Path, name: str, option: str) -> Path:
+    """The models directory holding `directory`, the directory of model (or entry) `name`, given
+    on the command line as `option`; its last part must be `name` (the store's layout)."""
+    directory = Path(directory)
+    if directory.name != name:
+        raise NFBenchError(f"{option} {directory}: the directory of {name!r} must be named {name!r} "
+                           f"(<models directory>/{name})")
+    return directory.parent
 
 
 def model_spec(params: Mapping, model_id: str) -> tuple[dict, bool]:
@@ -62,11 +73,11 @@ def load_points(path=POINTS):
     return tensors["x"], tensors["y"], tensors["ids"], meta
 
 
-def load_statistics(params: Mapping) -> dict:
-    """Every suite model's FrameStatistics, written by the metrics stage."""
+def load_statistics(params: Mapping, directory: str | Path = STATISTICS) -> dict:
+    """Every suite model's FrameStatistics, written by the metrics stage into `directory`."""
     from .metrics import FrameStatistics
 
-    return {m: FrameStatistics.load(STATISTICS / f"{m}.safetensors") for m in params["models"]}
+    return {m: FrameStatistics.load(Path(directory) / f"{m}.safetensors") for m in params["models"]}
 
 
 def suite_params(params: Mapping, suite: str | None) -> dict:
@@ -91,26 +102,37 @@ def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root
     return zoo.evaluate(net, data, params, spec)
 
 
-def suite_frame(params: Mapping, points=POINTS):
-    """(x, ids, frame, data meta): the suite's points on the device and the frame at them."""
+def suite_frame(params: Mapping, points=POINTS, models: Path = MODELS):
+    """(x, ids, frame, data meta): the suite's points on the device and the frame at them
+    (`models`: the models directory holding the autoencoder)."""
     from .perturbations.frame import build_frame
 
     device = resolve_device(params["device"])
     x, _, ids, data_meta = load_points(points)
     x = x.to(device)
-    autoencoder = suite_autoencoder(params)
+    autoencoder = suite_autoencoder(params, autoencoder_dir(params, models))
     autoencoder = autoencoder.to(device) if autoencoder is not None else None
     return x, ids, build_frame(params["perturbations"], x, ids, autoencoder), data_meta
 
 
-def suite_autoencoder(params: Mapping):
-    """The protocol's fetched autoencoder, on the CPU; None when the perturbations have no generative family."""
+def autoencoder_dir(params: Mapping, models: Path = MODELS) -> Path | None:
+    """The directory of the protocol's autoencoder under `models`; None without a generative family."""
+    if "generative" not in params["perturbations"]:
+        return None
+    name = params["perturbations"]["generative"]["model"]
+    return model_root(params["generative"][name], models) / name
+
+
+def suite_autoencoder(params: Mapping, directory: str | Path | None = None):
+    """The protocol's fetched autoencoder (from `directory`, by default models/<name>), on the CPU;
+    None when the perturbations have no generative family."""
     from .models import zoo
 
     if "generative" not in params["perturbations"]:
         return None
     name = params["perturbations"]["generative"]["model"]
-    return zoo.load(name, params["generative"][name], model_root(params["generative"][name]))
+    root = root_of(directory, name, "--autoencoder") if directory else model_root(params["generative"][name])
+    return zoo.load(name, params["generative"][name], root)
 
 
 def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, points=POINTS,
@@ -171,10 +193,13 @@ def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, ac
             "reference": dict(spec.get("reference") or {}), "augmentations": trained}
 
 
-def evaluated(model_id: str) -> dict:
-    """The evaluate stage's record of a model (identity and accuracies) in metrics/models.json."""
-    records = read_json(MODEL_METRICS) if MODEL_METRICS.is_file() else {}
+def evaluated(model_id: str, path: str | Path = MODEL_METRICS) -> dict:
+    """The evaluate stage's record of a model (identity and accuracies) in metrics/models.json (`path`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NFBenchError(f"{path} does not exist; run `nfbench evaluate` (dvc repro evaluate) first")
+    records = read_json(path)
     if model_id not in records:
-        raise NFBenchError(f"{MODEL_METRICS} has no record of model {model_id!r}; run `nfbench evaluate` "
+        raise NFBenchError(f"{path} has no record of model {model_id!r}; run `nfbench evaluate` "
                            f"(dvc repro evaluate) first")
     return records[model_id]

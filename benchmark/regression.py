@@ -1,5 +1,8 @@
 """The checks behind `nfbench check`: fresh claims against a committed reference, in two modes.
 
+`check` is the command's whole work and `check_report` the table it prints (`nfbench replicate`
+prints it too); cli.py only parses the arguments.
+
 Rows are keyed by (task, statistic, subject); the reference and the fresh result must have the
 same rows in both modes.
 
@@ -26,13 +29,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 from tabulate import tabulate
 
 from .errors import NFBenchError
+from .storage import read_json, write_bytes
 
 __all__ = ["ROUNDING", "MODES", "compare", "agreement", "summary", "replication_totals", "format_table",
-           "allowed_change"]
+           "allowed_change", "check", "check_report"]
 
 MODES = ("reproduce", "replicate")
 # What float rounding moves between machines, measured (README, "Reproduce and replicate"): the
@@ -191,3 +196,48 @@ def format_table(rows: list[dict], mode: str, *, only_problems: bool = False) ->
     measured = "reproduced" if mode == "reproduce" else "replicated"
     return tabulate(table, headers=["task", "subject", "reference", measured, "status", "why"],
                     tablefmt="github", disable_numparse=True)
+
+
+def check(fresh: Path, reference: Path, mode: str = "reproduce", *, update: bool = False) -> tuple[str, str | None]:
+    """`nfbench check`: the claims file `fresh` against the reference claims file `reference`.
+
+    Returns (what to print, None) when they reproduce (replicate), or (the table, the one-line
+    failure) when they do not; `update`: copy `fresh` over `reference` instead of comparing.
+    """
+    fresh, reference = Path(fresh), Path(reference)
+    if not fresh.is_file():
+        raise NFBenchError(f"{fresh} does not exist; run the pipeline (dvc repro) first")
+    if update:
+        write_bytes(reference, fresh.read_bytes())
+        return f"{reference} now holds the results of {fresh}", None
+    if not reference.is_file():
+        raise NFBenchError(f"no reference at {reference} (create it with `nfbench check --update`)")
+    ok, rows = compare(read_json(fresh), read_json(reference), mode)
+    text = check_report(rows, mode, fresh, reference)
+    if ok:
+        return text, None
+    bad = summary(rows).get("differs" if mode == "reproduce" else "disagrees", 0)
+    return text, (f"{bad} of {len(rows)} result(s) of {fresh} "
+                  + ("do not reproduce" if mode == "reproduce" else "disagree with")
+                  + f" {reference} ({mode} mode)")
+
+
+def check_report(rows: list[dict], mode: str, fresh, reference) -> str:
+    """The check's table under a line saying what the mode demands, and the totals."""
+    demand = (f"reproduce mode (same artifacts): every verdict identical, every value within float rounding "
+              f"(±max({ROUNDING['absolute']:g}, {ROUNDING['relative']:g}·|reference|)); any difference fails"
+              if mode == "reproduce" else
+              "replicate mode (retrained models): rows agree, are borderline (a call at the verdict boundary) "
+              "or disagree; only a disagreement fails")
+    counts = summary(rows)
+    lines = [f"{len(rows)} rows: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    if mode == "replicate":
+        totals = replication_totals(rows)
+        verdicts, findings = totals["verdicts"], totals["findings"]
+        n_v, n_f = sum(verdicts.values()), sum(findings.values())
+        lines.append(f"verdict rows: {verdicts.get('agrees', 0)}/{n_v} agree"
+                     + (f" ({verdicts.get('agrees', 0) / n_v:.0%})" if n_v else "")
+                     + f", {verdicts.get('borderline', 0)} borderline, {verdicts.get('disagrees', 0)} disagree")
+        lines.append(f"findings: {findings.get('agrees', 0)}/{n_f} in the same category, "
+                     f"{findings.get('borderline', 0)} in the adjacent one, {findings.get('disagrees', 0)} further")
+    return "\n".join([f"{fresh} against {reference} — {demand}", "", format_table(rows, mode), "", *lines])

@@ -112,3 +112,21 @@ def run(params: Mapping, seeds: list[int], reference: Path, *, root: Path = Path
                                               "rows": [{k: r[k] for k in ("task", "statistic", "subject", "status",
                                                                           "why")} for r in rows]})
     return ok, rows, workspace
+
+
+def judge(params: Mapping, seeds: list[int], reference: Path, *, root: Path = Path(".")) -> tuple[str, str | None]:
+    """`nfbench replicate`: run the replication, write its report to <workspace>/agreement.md and
+    return (the report, None), or (the report, the one-line failure) when rows disagree."""
+    from .regression import check_report, summary
+
+    if not Path(reference).is_file():
+        raise NFBenchError(f"no reference at {reference} to replicate "
+                           f"(make it with `dvc repro && nfbench check --update`)")
+    ok, rows, workspace = run(params, seeds, reference, root=root)
+    report = check_report(rows, "replicate", workspace / "reports" / "claims.json", reference)
+    write_text(workspace / "agreement.md", report + "\n")
+    if ok:
+        return report, None
+    return report, (f"{summary(rows).get('disagrees', 0)} of {len(rows)} rows of the replication with seeds "
+                    f"{' '.join(map(str, seeds))} disagree with {reference} (table above, and "
+                    f"{workspace / 'agreement.md'})")

@@ -50,17 +50,21 @@ _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 # Entry point
 
 
+REPORT_FILES = ("claims.md", "claims.tex", "layers.md", "figures")
+
+
 def write_reports(claims: Mapping, stats: Mapping[str, FrameStatistics], out_dir: str | Path,
-                  *, tasks_dir: str | Path = "tasks") -> list[Path]:
-    """Write every table and figure under `out_dir`; return the paths written, in order."""
-    out_dir = Path(out_dir)
+                  *, tasks_dir: str | Path = "tasks", files: Mapping[str, str | Path] | None = None) -> list[Path]:
+    """Write every table and figure under `out_dir` (`files`: other paths for any of REPORT_FILES);
+    return the paths written, in order."""
+    where = {name: Path(out_dir) / name for name in REPORT_FILES} | {k: Path(v) for k, v in (files or {}).items()}
     stats = {m: stats[m] for m in sorted(stats)}
-    link = Path(os.path.relpath(Path(tasks_dir).resolve(), out_dir.resolve())).as_posix()
+    link = Path(os.path.relpath(Path(tasks_dir).resolve(), where["claims.md"].parent.resolve())).as_posix()
     written = []
     for name, text in (("claims.md", claims_markdown(claims, link)), ("claims.tex", claims_latex(claims)),
                        ("layers.md", layers_markdown(stats))):
-        write_text(out_dir / name, text)
-        written.append(out_dir / name)
+        write_text(where[name], text)
+        written.append(where[name])
     figures = {f"sensitivity_{f}": sensitivity_figure(stats, f) for f in _families(stats)}
     if stats:
         figures["rank"] = rank_figure(stats)
@@ -68,7 +72,7 @@ def write_reports(claims: Mapping, stats: Mapping[str, FrameStatistics], out_dir
     if ladder is not None:
         figures["eps_ladder"] = ladder
     for name, fig in figures.items():
-        written += save_figure(fig, out_dir / "figures" / name)
+        written += save_figure(fig, where["figures"] / name)
     return written
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
-import torch
 import yaml
 
 from benchmark import claims as C
@@ -20,6 +19,7 @@ from benchmark.claims.resample import _spearman as spearman
 from benchmark.claims.statistics import _gap_mean_depth as gap_mean_depth_of
 from benchmark.errors import NFBenchError
 from benchmark.metrics import FrameStatistics
+from tests.conftest import synthetic_stats
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ["input", "conv1", "conv2", "fc", "logits"]                  # depths 0, .25, .5, .75, 1
@@ -55,16 +55,9 @@ def make_stats(model_id: str, role: str, *, seed: int, mult: dict | None = None,
     s[0] = 1.0
     r = np.asarray(rank if rank is not None else np.linspace(6.0, 3.0, n_layers), dtype=np.float64)
     r = r[:, None] * np.ones((n_layers, points))
-    names = list(dict.fromkeys(families))
-    return FrameStatistics(
-        layers=list(layers), labels=list(labels), families=list(families), family_names=names,
-        point_ids=torch.arange(points), depth=torch.linspace(0, 1, n_layers, dtype=torch.float64),
-        sensitivity=torch.tensor(s), rank=torch.tensor(r), family_rank=torch.tensor(np.stack([r] * len(names))),
-        penultimate=layers.index("logits") - 1 if "logits" in layers else None,
-        meta={"id": model_id, "role": role, "eps": eps, "source": "local", "display_name": model_id,
-              "suite": "synthetic", "accuracy": {"clean_acc": acc, "robust_acc": 0.1, "rotated_acc": None,
-                                                 "translated_acc": None},
-              "augmentations": list(augs) if role == "augmentation" else []})
+    return synthetic_stats(model_id, s, r, layers=layers, labels=labels, families=families, role=role, eps=eps,
+                           accuracy={"clean_acc": acc, "robust_acc": 0.1, "rotated_acc": None, "translated_acc": None},
+                           augmentations=augs, source="local", display_name=model_id)
 
 
 def suite(aug_mult=None, *, noise=0.1, points=48, roles=("standard", "augmentation"), **kw) -> dict:

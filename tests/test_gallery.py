@@ -90,7 +90,7 @@ def test_the_figure_draws_the_perturbation_vectors_and_the_grams_sensitivities(s
 
 
 def test_the_stage_reads_the_files_and_checks_the_point_and_models(suite, monkeypatch):
-    monkeypatch.setattr(report_stage, "suite_autoencoder", lambda params: suite["vae"])
+    monkeypatch.setattr(report_stage, "suite_autoencoder", lambda params, directory=None: suite["vae"])
     files = {"points": suite["root"] / "points.safetensors", "frames": suite["root"] / "frames"}
     shown = report_stage.frame_gallery(PARAMS, None, None, **files)
     assert [p.index for p in shown] == [1, 2, 5]               # classes 1, 4, 9: lowest, middle, highest

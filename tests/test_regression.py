@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark import claims as C
 from benchmark.errors import NFBenchError
 from benchmark.metrics import FrameStatistics
 from benchmark.regression import ROUNDING, agreement, allowed_change, compare, format_table, replication_totals
+from tests.conftest import synthetic_stats
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["rotate", "scale", "noise/0", "noise/1", "vae/0"]
@@ -30,14 +30,8 @@ def make_stats(model_id: str, role: str, seed: int, factor: float) -> FrameStati
     s[1:, :, :2] *= factor
     s[0] = 1.0
     rank = np.linspace(4, 2, 4)[:, None] * np.ones((4, 32))
-    return FrameStatistics(
-        layers=layers, labels=list(LABELS), families=list(FAMILIES),
-        family_names=["augmentation", "noise", "generative"], point_ids=torch.arange(32),
-        depth=torch.linspace(0, 1, 4, dtype=torch.float64), sensitivity=torch.tensor(s), rank=torch.tensor(rank),
-        family_rank=torch.tensor(np.stack([rank] * 3)), penultimate=2,
-        meta={"id": model_id, "role": role, "eps": 0.0, "suite": "synthetic",
-              "accuracy": {"clean_acc": 0.99, "robust_acc": 0.0},
-              "augmentations": ["rotate", "scale"] if role == "augmentation" else []})
+    return synthetic_stats(model_id, s, rank, layers=layers, labels=LABELS, families=FAMILIES, role=role,
+                           accuracy={"clean_acc": 0.99, "robust_acc": 0.0})
 
 
 @pytest.fixture(scope="module")

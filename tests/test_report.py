@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmark import claims as C
 from benchmark import report as R
 from benchmark.metrics import FrameStatistics, layer_summary
+from tests.conftest import synthetic_stats
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ["input", "conv1", "conv2", "logits"]
@@ -28,15 +28,9 @@ def make_stats(model_id: str, role: str, *, seed: int, factor: float = 1.0, eps:
     s[0] = 1.0
     s[2, 0, 0] = float("nan")                                   # an undefined point, as real data have
     rank = np.linspace(4.0, 2.0, n)[:, None] + 0.1 * rng.normal(size=(n, points))
-    names = list(dict.fromkeys(FAMILIES))
-    return FrameStatistics(
-        layers=list(LAYERS), labels=list(LABELS), families=list(FAMILIES), family_names=names,
-        point_ids=torch.arange(points), depth=torch.linspace(0, 1, n, dtype=torch.float64),
-        sensitivity=torch.tensor(s), rank=torch.tensor(rank), family_rank=torch.tensor(np.stack([rank] * 3)),
-        penultimate=n - 2,
-        meta={"id": model_id, "role": role, "eps": eps, "source": "local", "display_name": f"Model {model_id}",
-              "suite": "synthetic", "accuracy": {"clean_acc": acc, "robust_acc": 0.2},
-              "augmentations": ["rotate", "scale"] if role == "augmentation" else []})
+    return synthetic_stats(model_id, s, rank, layers=LAYERS, labels=LABELS, families=FAMILIES, role=role, eps=eps,
+                           accuracy={"clean_acc": acc, "robust_acc": 0.2}, source="local",
+                           display_name=f"Model {model_id}")
 
 
 def ladder_suite() -> dict:

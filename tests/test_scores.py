@@ -11,6 +11,7 @@ import yaml
 from benchmark import claims, scores
 from benchmark.errors import NFBenchError
 from benchmark.metrics import FrameStatistics
+from tests.conftest import synthetic_stats
 
 NAN = float("nan")
 LABELS = ["rotate", "translate_x", "noise/0", "noise/1", "vae/0"]
@@ -18,20 +19,15 @@ FAMILIES = ["augmentation", "augmentation", "noise", "noise", "generative"]
 
 
 def hand_stats(penultimate: list[list[float]], rank: list[float], model_id: str, role: str = "standard",
-               seed: int | None = None, **meta) -> FrameStatistics:
-    """A frame [rotate, translate_x, noise/0, noise/1, vae/0] at B points over the layers input,
-    hidden (the penultimate: its sensitivities given per point) and logits (all 1)."""
+               seed: int | None = None) -> FrameStatistics:
+    """A frame [rotate, translate_x, noise/0, noise/1, vae/0] at B points over the layers input
+    (rank 5), hidden (the penultimate: its sensitivities and ranks given per point) and logits."""
     points = len(penultimate)
     sensitivity = torch.ones(3, points, 5, dtype=torch.float64)
     sensitivity[1] = torch.tensor(penultimate, dtype=torch.float64)
-    ranks = torch.stack([torch.full((points,), 5.0, dtype=torch.float64), torch.tensor(rank, dtype=torch.float64),
-                         torch.ones(points, dtype=torch.float64)])
-    return FrameStatistics(
-        layers=["input", "hidden", "logits"], labels=list(LABELS), families=list(FAMILIES),
-        family_names=["augmentation", "noise", "generative"], point_ids=torch.arange(points),
-        depth=torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), sensitivity=sensitivity, rank=ranks,
-        family_rank=torch.ones(3, 3, points, dtype=torch.float64), penultimate=1,
-        meta={"id": model_id, "role": role, "seed": seed, **meta})
+    return synthetic_stats(model_id, sensitivity, [[5.0] * points, rank, [1.0] * points],
+                           layers=["input", "hidden", "logits"], labels=LABELS, families=FAMILIES, role=role,
+                           seed=seed)
 
 
 MODEL = hand_stats([[0.2, 0.5, 0.1, 0.3, 0.6],       # point 0: rotate, translate_x, noise/0, noise/1, vae/0

@@ -12,17 +12,18 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from ..errors import NFBenchError, one_of
 from ..models import Wanted, fetch, store
-from ..pipeline import MODELS, model_root, model_spec
+from ..pipeline import MODELS, model_root, model_spec, root_of
 from ..storage import sha256_json
 from ..tracking import Record, log_failure, log_run, now_ms, numbers
 from . import announce
 
 
-def wanted(params: Mapping, ids: list[str]) -> list[Wanted]:
-    """The models named by entry, model or autoencoder ids, in order, each once."""
+def wanted(params: Mapping, ids: list[str], models: Path = MODELS) -> list[Wanted]:
+    """The models named by entry, model or autoencoder ids, in order, each once (under `models`)."""
     out: dict[str, Wanted] = {}
     for name in ids:
         known = {*params["model_groups"], *params["models"], *params["generative"]}
@@ -30,12 +31,18 @@ def wanted(params: Mapping, ids: list[str]) -> list[Wanted]:
             raise NFBenchError(f"{one_of(name, known, 'model id')} (suite {params['suite']})")
         for model_id in params["model_groups"].get(name, [name]):
             spec, generative = model_spec(params, model_id)
-            out.setdefault(model_id, Wanted(model_id, spec, model_root(spec), generative))
+            out.setdefault(model_id, Wanted(model_id, spec, model_root(spec, models), generative))
     return list(out.values())
 
 
-def run(params: Mapping, ids: list[str], *, track: bool = True) -> None:
-    items = wanted(params, ids)
+def run(params: Mapping, ids: list[str], *, track: bool = True, out: Path | None = None) -> None:
+    """Install the models of `ids` under models/; `out`: the directory of the one entry in `ids`
+    (models/<entry>, what its DVC stage declares), in place of models/<entry>."""
+    if out is not None and (len(ids) != 1 or ids[0] not in {*params["model_groups"], *params["generative"]}):
+        raise NFBenchError(f"--out {out}: the directory of one params.yaml entry; give that entry's id alone "
+                           f"(not {' '.join(ids) or 'none'})")
+    models = MODELS if out is None else root_of(out, ids[0], "--out")
+    items = wanted(params, ids, models)
     with announce(f"fetch {' '.join(ids)}") as info:
         start, begun = time.perf_counter(), now_ms()   # a model's run spans from the stage's start:
         counts: dict[str, int] = {}                     # the models to train are trained in parallel
@@ -52,7 +59,7 @@ def run(params: Mapping, ids: list[str], *, track: bool = True) -> None:
                 log_failure(params, model=" ".join(ids), stage="fetch", start=begun, error=exc)
             raise
         info["did"] = f"{len(items)} models (" + ", ".join(f"{n} {how}" for how, n in sorted(counts.items())) + ")"
-        info["out"] = f"{MODELS}/"
+        info["out"] = f"{out or MODELS}/"
 
 
 def _did(spec: Mapping, manifest: Mapping, how: str, why_not: str) -> str:

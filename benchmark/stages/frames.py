@@ -9,39 +9,43 @@ metrics/plots/<id>.csv and one MLflow run.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from .. import metrics
 from ..errors import NFBenchError
-from ..pipeline import FRAMES, PLOTS, POINTS, model_frames, model_spec, suite_frame
+from ..pipeline import FRAMES, MODELS, PLOTS, POINTS, model_frames, model_root, model_spec, suite_frame
 from ..storage import write_text
 from ..tracking import Record, points_dataset, stage_run
 from . import announce
 
 
-def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | None = None,
-        track: bool = True) -> None:
+def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | None = None, track: bool = True,
+        points: Path = POINTS, models_dir: Path = MODELS, out: Path = FRAMES, plots: Path = PLOTS) -> None:
+    """Frames of the given models (default: all of the suite's) in `models_dir` at the points of
+    `points`, into `out`/<id>.safetensors and their per-layer series into `plots`/<id>.csv."""
     ids = model_ids or list(params["models"])
     for model_id in ids:
         if model_spec(params, model_id)[1]:
             raise NFBenchError(f"{model_id!r} is a generative model; frames are computed for classifiers")
     with announce("frames") as info:
-        at = suite_frame(params)
+        at = suite_frame(params, points, models_dir)
         info["did"] = f"frame of {at[2].vectors.shape[1]} vectors at {len(at[1])} points"
-    points = points_dataset(POINTS) if track else None    # every model's run names the same points
+    dataset = points_dataset(points) if track else None    # every model's run names the same points
     for i, model_id in enumerate(ids, 1):
         spec = params["models"][model_id]
         with (announce(f"frames {i}/{len(ids)} {model_id}") as info,
               stage_run(params, model=model_id, stage="frames", enabled=track) as record):
-            result = model_frames(params, model_id, spec, method=method, at=at)
-            path = FRAMES / f"{model_id}.safetensors"
+            result = model_frames(params, model_id, spec, models_root=model_root(spec, models_dir), method=method,
+                                  at=at)
+            path = Path(out) / f"{model_id}.safetensors"
             result.save(path)
             series = layer_series(result)
-            write_plot(PLOTS / f"{model_id}.csv", result, series)
+            write_plot(Path(plots) / f"{model_id}.csv", result, series)
             info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
                            f"{len(result.layers)} layers ({result.provenance['method']}, "
                            f"{result.provenance['device']})")
             info["out"] = str(path)
-            _record(record, spec, result, series, points)
+            _record(record, spec, result, series, dataset)
 
 
 def layer_series(result) -> dict[str, list[float]]:

@@ -44,6 +44,7 @@ from ..pipeline import (
     model_accuracy,
     model_frames,
     model_record,
+    root_of,
 )
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_bytes, write_json, write_text
 from . import announce
@@ -63,15 +64,15 @@ def suite_dir(params: Mapping) -> Path:
     return LEADERBOARD / f"{params['suite']}-suite"
 
 
-def reference_dir(params: Mapping) -> Path:
-    return suite_dir(params) / "reference"
+REFERENCE_DIR = "reference"     # beside the suite's entries: the standard models' statistics they are scored against
 
 
 def read_reference(params: Mapping) -> dict[str, FrameStatistics]:
     """The standard models' statistics every entry of the suite is scored against."""
-    paths = sorted(reference_dir(params).glob("*.safetensors"))
+    directory = suite_dir(params) / REFERENCE_DIR
+    paths = sorted(directory.glob("*.safetensors"))
     if not paths:
-        raise NFBenchError(f"no reference statistics in {reference_dir(params)}/ to score against; run the "
+        raise NFBenchError(f"no reference statistics in {directory}/ to score against; run the "
                            f"suite's pipeline and `nfbench leaderboard` (dvc repro leaderboard)")
     return {p.stem: FrameStatistics.load(p) for p in paths}
 
@@ -126,54 +127,65 @@ def score_card(params: Mapping, card: Card, models_root: Path) -> dict:
     return _entry(params, stats, card.spec, manifest["sha256"], reference, provenance, card=card.raw)
 
 
-def refresh(params: Mapping) -> bool:
-    """Write the suite's entries from metrics/points; False (nothing written) when this checkout
-    holds no statistics of the suite's models."""
+def refresh(params: Mapping, *, statistics: Path = STATISTICS, accuracies: Path = MODEL_METRICS,
+            points: Path = POINTS, autoencoder: Path | None = None, entries: Path | None = None) -> bool:
+    """Write the suite's entries (into `entries`, by default leaderboard/<suite>-suite/) from the
+    statistics in `statistics` (metrics/points) and `accuracies` (metrics/models.json); False
+    (nothing written) when this checkout holds no statistics of the suite's models."""
     ids = list(params["models"])
-    paths = {m: STATISTICS / f"{m}.safetensors" for m in ids}
-    evaluated = read_json(MODEL_METRICS) if MODEL_METRICS.is_file() else {}
+    paths = {m: Path(statistics) / f"{m}.safetensors" for m in ids}
+    evaluated = read_json(accuracies) if Path(accuracies).is_file() else {}
     if not all(p.is_file() for p in paths.values()) or not all(m in evaluated for m in ids):
         return False
     stats = {m: FrameStatistics.load(p) for m, p in paths.items()}
     if any(s.meta.get("suite") != params["suite"] for s in stats.values()):
         return False
+    out = Path(entries or suite_dir(params))
     reference = scores.reference_statistics(stats)
-    context = _context(params)
+    context = _context(params, points, autoencoder)
     cache: dict = {}                  # the reference's draws and aggregates, shared by every entry
-    entries = {m: _entry(params, stats[m], params["models"][m], evaluated[m]["sha256"], reference,
-                         {**context, "evaluated_on": evaluated[m]["accuracy"]["evaluated_on"]}, cache=cache)
-               for m in ids}
+    scored = {m: _entry(params, stats[m], params["models"][m], evaluated[m]["sha256"], reference,
+                        {**context, "evaluated_on": evaluated[m]["accuracy"]["evaluated_on"]}, cache=cache)
+              for m in ids}
     for m, st in reference.items():
-        write_bytes(reference_dir(params) / f"{m}.safetensors", st.to_bytes())
-    for m, entry in entries.items():
-        write_json(suite_dir(params) / f"{m}.json", entry)
-    for stale in [*suite_dir(params).glob("*.json"), *reference_dir(params).glob("*.safetensors")]:
+        write_bytes(out / REFERENCE_DIR / f"{m}.safetensors", st.to_bytes())
+    for m, entry in scored.items():
+        write_json(out / f"{m}.json", entry)
+    for stale in [*out.glob("*.json"), *(out / REFERENCE_DIR).glob("*.safetensors")]:
         if stale.stem not in (ids if stale.suffix == ".json" else reference):
             stale.unlink()
     return True
 
 
-def render(params: Mapping, sort: str = DEFAULT_SORT) -> list[Path]:
-    """reports/leaderboard.md and .html from the suite's and the submitted entries."""
-    entries = read_entries(suite_dir(params)) + read_entries(submitted_dir(params))
-    pages = {REPORTS / "leaderboard.md": lb.leaderboard_markdown(entries, params["suite"], sort),
-             REPORTS / "leaderboard.html": lb.leaderboard_html(entries, params["suite"], sort)}
+def render(params: Mapping, sort: str = DEFAULT_SORT, *, entries: Path | None = None, submitted: Path | None = None,
+           markdown: Path = REPORTS / "leaderboard.md", html: Path = REPORTS / "leaderboard.html") -> list[Path]:
+    """`markdown` and `html` (reports/leaderboard.md, .html) from the suite's and the submitted entries
+    (by default leaderboard/<suite>-suite/ and leaderboard/<suite>/)."""
+    shown = read_entries(entries or suite_dir(params)) + read_entries(submitted or submitted_dir(params))
+    pages = {Path(markdown): lb.leaderboard_markdown(shown, params["suite"], sort),
+             Path(html): lb.leaderboard_html(shown, params["suite"], sort)}
     for path, text in pages.items():
         write_text(path, text)
     return list(pages)
 
 
-def run(params: Mapping, sort: str = DEFAULT_SORT) -> None:
-    """`nfbench leaderboard`: refresh the suite's entries (when its statistics are here) and render."""
+def run(params: Mapping, sort: str = DEFAULT_SORT, *, statistics: Path = STATISTICS, accuracies: Path = MODEL_METRICS,
+        points: Path = POINTS, autoencoder: Path | None = None, submitted: Path | None = None,
+        entries: Path | None = None, markdown: Path = REPORTS / "leaderboard.md",
+        html: Path = REPORTS / "leaderboard.html") -> None:
+    """`nfbench leaderboard`: refresh the suite's entries (when its statistics are here) and render;
+    the paths are the stage's inputs and outputs (None: the suite's leaderboard/ directories)."""
     if sort not in scores.SCORES:
         raise NFBenchError(f"--sort: {one_of(sort, scores.SCORES, 'score')}")
+    entries, submitted = Path(entries or suite_dir(params)), Path(submitted or submitted_dir(params))
     with announce("leaderboard") as info:
-        read_entries(submitted_dir(params))           # an unreadable entry fails before anything is written
-        refreshed = refresh(params)
-        written = render(params, sort)
-        n = len(read_entries(submitted_dir(params)))
+        read_entries(submitted)                       # an unreadable entry fails before anything is written
+        refreshed = refresh(params, statistics=statistics, accuracies=accuracies, points=points,
+                            autoencoder=autoencoder, entries=entries)
+        written = render(params, sort, entries=entries, submitted=submitted, markdown=markdown, html=html)
+        n = len(read_entries(submitted))
         info["did"] = (f"{'refreshed' if refreshed else 'kept (no statistics of the suite here)'} "
-                       f"{len(read_entries(suite_dir(params)))} suite entries, {n} submitted")
+                       f"{len(read_entries(entries))} suite entries, {n} submitted")
         info["out"] = ", ".join(map(str, written))
 
 
@@ -224,13 +236,15 @@ def _importable(directory: Path) -> Iterator[None]:
         sys.path.remove(path)
 
 
-def _context(params: Mapping) -> dict:
-    """Provenance shared by every entry computed in this checkout with these parameters."""
-    _, _, _, points_meta = load_points(POINTS)
+def _context(params: Mapping, points: Path = POINTS, directory: Path | None = None) -> dict:
+    """Provenance shared by every entry computed in this checkout with these parameters (the points
+    file `points`; the autoencoder in `directory`, by default models/<name>)."""
+    _, _, _, points_meta = load_points(points)
     generative = params["perturbations"].get("generative")
     autoencoder = None
     if generative:
-        autoencoder = store.read_manifest(generative["model"], MODELS)
+        name = generative["model"]
+        autoencoder = store.read_manifest(name, root_of(directory, name, "--autoencoder") if directory else MODELS)
         if autoencoder is None:
             raise NFBenchError(f"the autoencoder {generative['model']!r} has not been fetched; run "
                                f"`nfbench fetch {generative['model']}` (or dvc repro fetch_generative)")
@@ -238,7 +252,7 @@ def _context(params: Mapping) -> dict:
               "perturbations": params["perturbations"], "generative": params["generative"],
               "frames": {k: v for k, v in params["frames"].items() if k != "chunk_size"}}
     return {"code_version": code_version(), "params_sha256": sha256_json(scored),
-            "dataset_hash": points_meta["content_hash"], "points_sha256": sha256_file(POINTS),
+            "dataset_hash": points_meta["content_hash"], "points_sha256": sha256_file(points),
             "generative_sha256": autoencoder["sha256"] if autoencoder else None,
             "device": resolve_device(params["device"]).type}
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from ..models.sources import describe
-from ..pipeline import MODELS, model_spec
+from ..pipeline import MODELS, SOURCES, model_spec
 from ..storage import write_json
 from . import announce
 
-SOURCES = MODELS / ".sources"
 
-
-def run(params: Mapping) -> None:
+def run(params: Mapping, *, out: Path = SOURCES) -> None:
+    """Write each entry's source record to `out`/<entry>.json."""
     with announce("sources") as info:
         entries = {**{g: [g] for g in params["generative"]}, **params["model_groups"]}
         records, files = {}, 0
@@ -35,6 +35,6 @@ def run(params: Mapping) -> None:
                     files += 1
                     print(f"[sources {model_id}] {record['path']} (sha256 {record['sha256'][:12]})", file=sys.stderr)
         for entry, record in records.items():     # written once every source is in hand
-            write_json(SOURCES / f"{entry}.json", record)
+            write_json(Path(out) / f"{entry}.json", record)
         info["did"] = f"{files} source checkpoints of {sum(map(len, entries.values()))} models"
-        info["out"] = f"{SOURCES}/"
+        info["out"] = f"{out}/"
