@@ -356,7 +356,7 @@ def _stage_commands(sub) -> None:
     sp = stage("leaderboard", cmd_leaderboard,
                "suite entries and reports/leaderboard.md/html from the entries (stage 9); verify ID re-checks one")
     _suite_option(sp)
-    sp.add_argument("--sort", default="augmentation_invariance", help="score to rank by (default: %(default)s)")
+    sp.add_argument("--sort", help="score to rank by (default: the suite's leaderboard.primary)")
     what = sp.add_subparsers(dest="what")
     verify = what.add_parser(
         "verify", help="recompute a submitted entry from its card; exit non-zero when it does not reproduce "

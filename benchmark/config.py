@@ -30,12 +30,18 @@ from typing import Any
 import yaml
 
 from .errors import NFBenchError, one_of
-from .schema import is_number, known_keys, number, typed
-from .vocab import ATTACK_METHODS, AUTOATTACK_STANDARD, DATASETS, ROLES, SOURCES, TRANSFORMS
+from .schema import is_number, known_keys, mapping, number, one_name, typed
+from .vocab import ATTACK_METHODS, AUTOATTACK_STANDARD, DATASETS, LEADERBOARD_SCORES, ROLES, SOURCES, TRANSFORMS
 
 PARAMS_FILE = Path("params.yaml")
 SUITES_DIR = Path("suites")
 SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models")
+# a suite's sections with defaults (`LEADERBOARD`), copied by `nfbench suite use` when the preset has them
+OPTIONAL_SUITE_SECTIONS = ("leaderboard",)
+# how the leaderboard ranks: its primary score (the default sort and the rank column), and the clean
+# accuracy an entry needs to be ranked: at least chance (1 / classes) + above_chance, and at least the
+# suite's standard models' mean − below_standard (null: no such floor); SUBMITTING.md, "Ranking"
+LEADERBOARD = {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.5, "below_standard": None}}
 GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
 CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
@@ -79,7 +85,7 @@ def load_suite(name: str, suites_dir: Path = SUITES_DIR) -> dict:
     suite = read_yaml(path) or {}
     if not isinstance(suite, Mapping):
         raise NFBenchError(f"{path}: must be a mapping of {', '.join(SUITE_SECTIONS)}")
-    known_keys(suite, (*SUITE_SECTIONS, "description"), str(path), "section")
+    known_keys(suite, (*SUITE_SECTIONS, *OPTIONAL_SUITE_SECTIONS, "description"), str(path), "section")
     return dict(suite)
 
 
@@ -94,7 +100,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
 
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of {', '.join(GLOBAL_SECTIONS + SUITE_SECTIONS)}")
-    known_keys(raw, GLOBAL_SECTIONS + SUITE_SECTIONS, where, "section")
+    known_keys(raw, GLOBAL_SECTIONS + SUITE_SECTIONS + OPTIONAL_SUITE_SECTIONS, where, "section")
     for key in ("suite", *SUITE_SECTIONS):
         if key not in raw:
             raise NFBenchError(f"{where}: missing section {key!r}")
@@ -110,6 +116,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     data = _data_section(p, where, suites_dir)
 
     _attack_section(p, where)
+    _leaderboard_section(p, where)
 
     frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float},
                       {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3})
@@ -188,6 +195,21 @@ def _attack_section(p: dict, where: str) -> None:
         raise NFBenchError(f"{where}: attack.version: must be 'standard' or a list of distinct attacks of its "
                            f"({', '.join(AUTOATTACK_STANDARD)}), got {version!r}")
     attack["version"] = version if version == "standard" else list(names)
+
+
+def _leaderboard_section(p: dict, where: str) -> None:
+    """leaderboard: the primary score and the clean-accuracy floors of ranking (`LEADERBOARD`)."""
+    value = mapping(p.get("leaderboard") or {}, f"{where}: leaderboard", "a mapping of primary, ranked_if")
+    known_keys(value, LEADERBOARD, f"{where}: leaderboard", at_key=True)
+    out = {**LEADERBOARD, **value}
+    one_name(out["primary"], LEADERBOARD_SCORES, f"{where}: leaderboard.primary", "score")
+    floors = mapping(out["ranked_if"], f"{where}: leaderboard.ranked_if", "a mapping of above_chance, below_standard")
+    known_keys(floors, LEADERBOARD["ranked_if"], f"{where}: leaderboard.ranked_if", at_key=True)
+    out["ranked_if"] = {**LEADERBOARD["ranked_if"], **floors}
+    for key, margin in out["ranked_if"].items():
+        if margin is not None or key == "above_chance":
+            number(margin, f"{where}: leaderboard.ranked_if.{key}", 0, 1, valid="a clean-accuracy margin in [0, 1]")
+    p["leaderboard"] = out
 
 
 def _md5_table(data: dict, where: str) -> None:
@@ -420,6 +442,11 @@ def use_suite(name: str, params_path: Path = PARAMS_FILE, suites_dir: Path = SUI
     current["suite"] = name
     for key in SUITE_SECTIONS:
         current[key] = preset[key]
+    for key in OPTIONAL_SUITE_SECTIONS:                   # another suite's setting must not stay behind
+        if key in preset:
+            current[key] = preset[key]
+        elif key in current:
+            del current[key]
     buffer = io.StringIO()
     rt.dump(current, buffer)
     text = buffer.getvalue()
@@ -464,7 +491,8 @@ def record_published(suite: str, records: Mapping[str, tuple[str, dict]], params
         rt.dump(doc, buffer)
         texts[path] = buffer.getvalue()
     preset = yaml.safe_load(texts[targets[0]])
-    validate_params({"suite": suite, **{k: preset[k] for k in SUITE_SECTIONS}}, str(targets[0]), suites_dir)
+    sections = {k: preset[k] for k in (*SUITE_SECTIONS, *OPTIONAL_SUITE_SECTIONS) if k in preset}
+    validate_params({"suite": suite, **sections}, str(targets[0]), suites_dir)
     if params_path in texts:
         validate_params(yaml.safe_load(texts[params_path]), str(params_path), suites_dir)
     return texts

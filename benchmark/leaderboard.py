@@ -16,6 +16,7 @@ import html
 import math
 import string
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
@@ -24,7 +25,8 @@ from .attacks import attack_name
 from .errors import NFBenchError, one_of
 from .metrics import FrameStatistics, as_float64, layer_means, nanmean
 from .regression import ROUNDING
-from .scores import BY_LABEL, SCORES, reproduces
+from .scores import BY_LABEL, SCORES, decode_replicates, rank_ranges, reproduces
+from .vocab import DATASET_DIMS
 
 __all__ = ["layer_profile", "reference_summary", "compare", "sort_entries", "format_score", "format_interval",
            "leaderboard_markdown", "leaderboard_html"]
@@ -118,6 +120,86 @@ def _row(name: str, old, new, tolerance: Mapping) -> dict:
 _FAMILY_COLOURS = {"augmentation": "#2ca02c", "noise": "#9467bd", "generative": "#ff7f0e"}
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """How a table ranks its entries: by which score, and which entries it ranks at all.
+
+    A model is ranked when its clean accuracy is at least chance + above_chance and, when
+    below_standard is set, at least the suite's standard models' mean − below_standard (the
+    suite's `leaderboard.ranked_if`); a near-chance network's frame says nothing about what
+    training did, however invariant it looks.
+    """
+
+    by: str
+    primary: str
+    chance: float
+    above_chance: float
+    below_standard: float | None = None
+
+    @classmethod
+    def of(cls, params: Mapping, by: str | None = None) -> Ranking:
+        """The suite's ranking (params.yaml `leaderboard`), sorted by `by` (default: its primary score)."""
+        settings = params["leaderboard"]
+        if by is not None and by not in SCORES:
+            raise NFBenchError(f"--sort: {one_of(by, SCORES, 'score')}")
+        return cls(by or settings["primary"], settings["primary"], 1 / DATASET_DIMS[params["data"]["dataset"]][2],
+                   **settings["ranked_if"])
+
+
+def rank(entries: Iterable[Mapping], ranking: Ranking) -> tuple[list[tuple[str, Mapping]], list[tuple[str, Mapping]]]:
+    """(ranked, unranked): the ranked entries best first with their rank as shown (the range of
+    ranks over the bootstrap replicates of the primary score, e.g. "2–5"; the position when
+    sorting by another score), and the others with the reason they are not ranked."""
+    entries = list(entries)
+    standard = [e["scores"].get("clean_acc") for e in entries if e["kind"] == "suite" and e["role"] == "standard"]
+    standard_acc = sum(standard) / len(standard) if standard and None not in standard else None
+    reasons = {e["id"]: _unranked(e, ranking, standard_acc) for e in entries}
+    ranked = sort_entries([e for e in entries if reasons[e["id"]] is None], ranking.by)
+    unranked = sort_entries([e for e in entries if reasons[e["id"]] is not None], ranking.by)
+    if ranking.by == ranking.primary and SCORES[ranking.by].measure is not None:
+        missing = [e["id"] for e in ranked if ranking.by not in e["replicates"]]
+        if missing:
+            raise NFBenchError(f"entry {missing[0]}: no bootstrap replicates of the primary score {ranking.by}; "
+                               f"score it again with the suite's leaderboard settings (nfbench submit --replace, "
+                               f"or nfbench leaderboard for the suite's own)")
+        ranges = rank_ranges({e["id"]: decode_replicates(e["replicates"][ranking.by]) for e in ranked},
+                             SCORES[ranking.by].better)
+        shown = [f"{lo}" if lo == hi else f"{lo}–{hi}" for lo, hi in (ranges[e["id"]] for e in ranked)]
+    else:
+        shown = [str(i) for i in range(1, len(ranked) + 1)]
+    return list(zip(shown, ranked)), [(reasons[e["id"]], e) for e in unranked]
+
+
+def _unranked(entry: Mapping, ranking: Ranking, standard_acc: float | None) -> str | None:
+    """Why an entry is not ranked (None: it is)."""
+    acc = entry["scores"].get("clean_acc")
+    if acc is None:
+        return "no clean accuracy"
+    if acc < ranking.chance + ranking.above_chance:
+        return (f"clean accuracy {acc:.1%} is less than {100 * ranking.above_chance:g} points above chance "
+                f"({ranking.chance:.1%}): its frame says nothing about what training did")
+    if ranking.below_standard is not None and standard_acc is not None and acc < standard_acc - ranking.below_standard:
+        return (f"clean accuracy {acc:.1%} is more than {100 * ranking.below_standard:g} points below the suite's "
+                f"standard models' mean ({standard_acc:.1%})")
+    return None
+
+
+def ranking_text(ranking: Ranking) -> str:
+    """The one line above a table that says how it is sorted and what its rank column means."""
+    score = SCORES[ranking.by]
+    floors = f"at least {100 * ranking.above_chance:g} points above chance" + (
+        f" and at most {100 * ranking.below_standard:g} points below the standard models' mean"
+        if ranking.below_standard is not None else "")
+    ranges = ranking.by == ranking.primary and score.measure is not None
+    ranks = ("`#` is the rank range: the central 95 % of the ranks a model takes across the bootstrap replicates, "
+             "so models whose scores are indistinguishable share ranks" if ranges
+             else f"`#` is the position (rank ranges are computed for the suite's primary frame score, "
+                  f"{SCORES[ranking.primary].title.rstrip(' ↑↓')})")
+    primary = " (the suite's primary score)" if ranking.by == ranking.primary else ""
+    return (f"Ranked by {score.title.rstrip(' ↑↓')}, {score.better} first{primary}; {ranks}.  Only models with a "
+            f"clean accuracy {floors} are ranked; the others are listed under Not ranked.")
+
+
 def sort_entries(entries: Iterable[Mapping], by: str) -> list[Mapping]:
     """Best first by one score (its `better` end first); undefined values last, then by id."""
     if by not in SCORES:
@@ -165,34 +247,43 @@ def _headers(entries: list[Mapping]) -> list[str]:
     return [SCORES[k].title if k != "robust_acc" else robust for k in SCORES]
 
 
-def leaderboard_markdown(entries: Iterable[Mapping], suite: str, by: str) -> str:
-    """reports/leaderboard.md: the scores table, then invariance per augmentation."""
-    entries = sort_entries(entries, by)
-    rows = []
-    for i, e in enumerate(entries, 1):
-        name = e["display_name"].replace("|", "\\|")
-        link = _link(e)
-        rows.append([i, f"[{name}]({link})" if link else name, f"`{e['id']}`", _kind(e), e["role"],
-                     *(" ".join(_shown(e, k)).strip() for k in SCORES)])
-    labels = _labels(*entries)
+def _row_cells(entry: Mapping) -> list[str]:
+    name = entry["display_name"].replace("|", "\\|")
+    link = _link(entry)
+    return [f"[{name}]({link})" if link else name, f"`{entry['id']}`", _kind(entry), entry["role"]]
+
+
+def leaderboard_markdown(entries: Iterable[Mapping], suite: str, ranking: Ranking) -> str:
+    """reports/leaderboard.md: the ranked table, the entries not ranked, then invariance per augmentation."""
+    entries = list(entries)
+    ranked, unranked = rank(entries, ranking)
+    rows = [[shown, *_row_cells(e), *(" ".join(_shown(e, k)).strip() for k in SCORES)] for shown, e in ranked]
+    shut_out = [[*_row_cells(e), format_score("clean_acc", e["scores"].get("clean_acc")), reason]
+                for reason, e in unranked]
+    ordered = [e for _, e in ranked] + [e for _, e in unranked]
+    labels = _labels(*ordered)
     per_label = [[f"`{e['id']}`", *(" ".join(_shown(e, "augmentation_invariance", label)).strip()
                                     for label in labels)]
-                 for e in entries]
+                 for e in ordered]
     lines = [f"# Leaderboard — suite `{suite}`", "",
-             f"Neural-frame profile of every model, sorted by {SCORES[by].title.rstrip(' ↑↓')} "
-             f"({SCORES[by].better} first).  Scores are read at each model's penultimate layer from its "
-             f"frame statistics on the suite's fixed evaluation points, each with its 95 % interval in "
-             f"brackets (bootstrap over the points and the standard models, as the claims draw; accuracies: "
-             f"Wilson); ↓/↑ mark the end that sorts first.  Definitions and how to submit a model: "
-             f"[SUBMITTING.md](../SUBMITTING.md).", "",
+             "Neural-frame profile of every model.  Scores are read at each model's penultimate layer from its "
+             "frame statistics on the suite's fixed evaluation points, each with its 95 % interval in "
+             "brackets (bootstrap over the points and the standard models, as the claims draw; accuracies: "
+             "Wilson); ↓/↑ mark the end that ranks first.  Definitions and how to submit a model: "
+             "[SUBMITTING.md](../SUBMITTING.md).", "",
+             ranking_text(ranking), "",
              tabulate(rows, headers=["#", "model", "id", "entry", "training", *_headers(entries)],
-                      tablefmt="github", disable_numparse=True), "",
-             "## Augmentation invariance per transform", "",
-             "Augmentation invariance for each augmentation tangent alone: the factor by which the model "
-             "suppresses it relative to the suite's standard models over the factor for noise, at the "
-             "penultimate layer (> 1: more invariant), with its 95 % interval.", "",
-             tabulate(per_label, headers=["id", *labels], tablefmt="github", disable_numparse=True), "",
-             "## Definitions", ""]
+                      tablefmt="github", disable_numparse=True), ""]
+    if shut_out:
+        lines += ["## Not ranked", "",
+                  tabulate(shut_out, headers=["model", "id", "entry", "training", "clean acc.", "why not ranked"],
+                           tablefmt="github", disable_numparse=True), ""]
+    lines += ["## Augmentation invariance per transform", "",
+              "Augmentation invariance for each augmentation tangent alone: the factor by which the model "
+              "suppresses it relative to the suite's standard models over the factor for noise, at the "
+              "penultimate layer (> 1: more invariant), with its 95 % interval.", "",
+              tabulate(per_label, headers=["id", *labels], tablefmt="github", disable_numparse=True), "",
+              "## Definitions", ""]
     lines += [f"- **{s.title.rstrip(' ↑↓')}** (`{k}`): {s.definition}." for k, s in SCORES.items()]
     return "\n".join(lines) + "\n"
 
@@ -211,10 +302,12 @@ def _sparkline(profile: Mapping, low: float, high: float, width: int = 120, heig
             f'viewBox="0 0 {width} {height}" role="img">{"".join(lines)}</svg>')
 
 
-def leaderboard_html(entries: Iterable[Mapping], suite: str, by: str) -> str:
-    """reports/leaderboard.html: the scores table, sortable by clicking a header, with one
-    sparkline per model of its family sensitivities along depth; no external resources."""
-    entries = sort_entries(entries, by)
+def leaderboard_html(entries: Iterable[Mapping], suite: str, ranking: Ranking) -> str:
+    """reports/leaderboard.html: the ranked table (sortable by clicking a header; each score with
+    its interval; one sparkline per model of its family sensitivities along depth), then the
+    entries not ranked; no external resources."""
+    entries = list(entries)
+    ranked, unranked = rank(entries, ranking)
     values = [v for e in entries for vs in e["profile"]["families"].values() for v in vs if v is not None and v > 0]
     low, high = (min(values), max(values)) if values else (0.1, 1.0)
     esc = html.escape
@@ -222,24 +315,32 @@ def leaderboard_html(entries: Iterable[Mapping], suite: str, by: str) -> str:
     def cell(value, text: str, kind: str = "") -> str:
         return f'<td class="{kind}" data-value="{esc(str(value))}">{text}</td>'
 
+    def described(e: Mapping) -> str:
+        link = _link(e)
+        name = f'<a href="{esc(link)}">{esc(e["display_name"])}</a>' if link else esc(e["display_name"])
+        return (cell(e["display_name"], f"{name}<br><code>{esc(e['id'])}</code>", "text")
+                + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text"))
+
     head = [("#", ""), ("model", "text"), ("entry", "text"), ("training", "text"),
             *((h, "") for h in _headers(entries)), ("profile (sensitivity vs depth)", "text")]
     header = "".join(f'<th class="{kind}" data-col>{esc(h)}</th>' if i < len(head) - 1
                      else f'<th class="{kind}">{esc(h)}</th>' for i, (h, kind) in enumerate(head))
     rows = []
-    for i, e in enumerate(entries, 1):
-        link = _link(e)
-        name = esc(e["display_name"])
-        name = f'<a href="{esc(link)}">{name}</a>' if link else name
+    for i, (shown, e) in enumerate(ranked, 1):
         scores_cells = [cell("" if e["scores"].get(k) is None else repr(e["scores"][k]),
                              '{}<br><small class="ci">{}</small>'.format(*map(esc, _shown(e, k)))) for k in SCORES]
-        rows.append("<tr>" + cell(i, str(i)) + cell(e["display_name"], f"{name}<br><code>{esc(e['id'])}</code>", "text")
-                    + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text")
-                    + "".join(scores_cells) + f'<td class="text">{_sparkline(e["profile"], low, high)}</td></tr>')
+        rows.append("<tr>" + cell(i, esc(shown), "rank") + described(e) + "".join(scores_cells)
+                    + f'<td class="text">{_sparkline(e["profile"], low, high)}</td></tr>')
+    shut_out = "".join("<tr>" + described(e) + cell(e["scores"].get("clean_acc"),
+                                                    format_score("clean_acc", e["scores"].get("clean_acc")))
+                       + cell(reason, esc(reason), "text") + "</tr>" for reason, e in unranked)
+    unranked_section = ("<h2>Not ranked</h2><table><thead><tr><th class=\"text\">model</th><th class=\"text\">entry"
+                        "</th><th class=\"text\">training</th><th>clean acc.</th><th class=\"text\">why not ranked"
+                        f"</th></tr></thead><tbody>{shut_out}</tbody></table>") if unranked else ""
     legend = "".join(f'<span style="color:{c}">━ {f}</span>' for f, c in _FAMILY_COLOURS.items())
     definitions = "".join(f"<li><b>{esc(s.title.rstrip(' ↑↓'))}</b>: {esc(s.definition)}.</li>"
                           for s in SCORES.values())
     page = string.Template((Path(__file__).parent / "templates" / "leaderboard.html").read_text())
-    return page.substitute(suite=esc(suite), sorted_by=esc(SCORES[by].title), legend=legend, header=header,
-                           rows="".join(f"\n{row}" for row in rows) + "\n", definitions=definitions)
-
+    return page.substitute(suite=esc(suite), ranking=esc(ranking_text(ranking).replace("`", "")), legend=legend,
+                           header=header, rows="".join(f"\n{row}" for row in rows) + "\n",
+                           unranked=unranked_section, definitions=definitions)

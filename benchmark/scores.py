@@ -16,6 +16,7 @@ scored without the suite's models.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from .metrics import FrameStatistics, binomial_interval
 from .regression import ROUNDING, allowed_change
 
 __all__ = ["Score", "SCORES", "BY_LABEL", "LAYERS", "CONFIDENCE", "reference_statistics", "score_replicates",
-           "scores", "reproduces"]
+           "scores", "rank_ranges", "encode_replicates", "decode_replicates", "reproduces"]
 
 LAYERS = ("input", "penultimate")           # what the scores read of a model's statistics
 CONFIDENCE = 0.95
@@ -157,9 +158,10 @@ def score_replicates(stats: FrameStatistics, reference: Mapping[str, FrameStatis
 
 
 def scores(stats: FrameStatistics, reference: Mapping[str, FrameStatistics], accuracy: Mapping, *,
-           seed: int = 0, cache: dict | None = None) -> tuple[dict, dict]:
-    """(values, intervals) of one model's scores: the estimate of each and its 95 % interval
-    ([low, high], None where undefined); BY_LABEL holds the per-augmentation values alike."""
+           seed: int = 0, cache: dict | None = None) -> tuple[dict, dict, dict]:
+    """(values, intervals, replicates) of one model's scores: the estimate of each, its 95 %
+    interval ([low, high], None where undefined), and each frame score's bootstrap replicates
+    (`score_replicates`); BY_LABEL holds the per-augmentation values and intervals alike."""
     reps = score_replicates(stats, reference, seed=seed, cache=cache)
     values, intervals = {}, {}
     for name in SCORES:
@@ -170,7 +172,33 @@ def scores(stats: FrameStatistics, reference: Mapping[str, FrameStatistics], acc
     by_label = {label: _estimate(r) for label, r in reps[BY_LABEL].items()}
     values[BY_LABEL] = {label: v for label, (v, _) in by_label.items()}
     intervals[BY_LABEL] = {label: i for label, (_, i) in by_label.items()}
-    return values, intervals
+    return values, intervals, {name: r for name, r in reps.items() if name != BY_LABEL}
+
+
+def rank_ranges(replicates: Mapping[str, np.ndarray], better: str,
+                confidence: float = CONFIDENCE) -> dict[str, tuple[int, int]]:
+    """Each model's range of ranks (1 = best): the central `confidence` of the ranks it takes when
+    the models are ranked on every bootstrap replicate (replicates[m][1:], drawn alike for all
+    models); a tie shares the better rank, an undefined value ranks last."""
+    ids = list(replicates)
+    if not ids:
+        return {}
+    v = np.stack([np.asarray(replicates[m], dtype=np.float64)[1:] for m in ids])          # [n, R]
+    v = np.where(np.isfinite(v), -v if better == "higher" else v, np.inf)
+    ranks = 1 + (v[None, :, :] < v[:, None, :]).sum(1)                                     # [n, R]
+    alpha = 1 - confidence
+    low = np.quantile(ranks, alpha / 2, axis=1, method="lower")
+    high = np.quantile(ranks, 1 - alpha / 2, axis=1, method="higher")
+    return {m: (int(lo), int(hi)) for m, lo, hi in zip(ids, low, high)}
+
+
+def encode_replicates(reps: np.ndarray) -> str:
+    """Bootstrap replicates as an entry stores them: float32, little-endian, base64 (8 kB for 2,001)."""
+    return base64.b64encode(np.asarray(reps, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_replicates(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float64)
 
 
 def _estimate(reps: np.ndarray | None) -> tuple[float | None, list[float] | None]:

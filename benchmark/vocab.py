@@ -21,4 +21,8 @@ ATTACK_METHODS = ("pgd", "autoattack")
 # AutoAttack's standard version, in the order it runs them; a suite may name a subset (same settings)
 AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 
+# the leaderboard's scores, in the order of its columns (benchmark/scores.py defines them)
+LEADERBOARD_SCORES = ("augmentation_invariance", "noise_suppression", "on_manifold_retention", "rank_retention",
+                      "clean_acc", "robust_acc")
+
 CLASSIFIERS = ("smallcnn",)          # local architectures a recipe can train (benchmark/models/nets.py)

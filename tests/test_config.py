@@ -86,6 +86,12 @@ def test_a_malformed_entry_with_seeds_names_its_key(project, entry, message):
     (lambda p: p["perturbations"]["generative"].update(model="gan"),
      r"perturbations.generative.model: unknown generative model 'gan'"),
     (lambda p: p.update(extra=1), r"params.yaml: unknown section 'extra'"),
+    (lambda p: p["leaderboard"].update(primary="speed"), r"params.yaml: leaderboard.primary: unknown score 'speed'"),
+    (lambda p: p["leaderboard"]["ranked_if"].update(above_chance=1.5),
+     r"params.yaml: leaderboard.ranked_if.above_chance: must be a clean-accuracy margin in \[0, 1\], got 1.5"),
+    (lambda p: p["leaderboard"]["ranked_if"].update(above_chance=None),
+     r"leaderboard.ranked_if.above_chance: must be a clean-accuracy margin"),
+    (lambda p: p["leaderboard"].update(rank_by="x"), r"params.yaml: leaderboard.rank_by: unknown key 'rank_by'"),
     (lambda p: p.update(suite="robustbench_cifar10"),
      r"params.yaml: suite: 'robustbench_cifar10' is a cifar10 suite but data.dataset is 'mnist5k'; "
      r".*nfbench suite use"),
@@ -118,7 +124,9 @@ def test_switching_suites_keeps_global_settings_and_comments(project):
     assert params["suite"] == "robustbench_cifar10" and params["frames"]["chunk_size"] == 64
     assert text.startswith("# my note") and "Engstrom2019Robustness" in text
     assert params["models"]["Carmon2019Unlabeled"]["reference"]["robust_acc"] == 59.53
+    assert params["leaderboard"]["ranked_if"]["below_standard"] is None          # the preset's, not embedded's 0.1
     back = use_suite("embedded")
+    assert back["leaderboard"]["ranked_if"] == {"above_chance": 0.5, "below_standard": 0.1}
     assert set(back["model_groups"]) == set(yaml.safe_load((project / "suites/embedded.yaml").read_text())["models"])
 
 
@@ -156,3 +164,14 @@ def test_file_models_need_an_entry_point_checkpoint_and_sha256(project):
     params["models"]["mine"].update(checkpoint="m.pt", sha256="abc")
     with pytest.raises(NFBenchError, match=r"models.mine.sha256: must be 64 lowercase hex digits"):
         validate_params(params)
+
+
+def test_another_suite_s_params_take_its_own_sections_and_these_global_settings(project):
+    """`--suite S` (submit, leaderboard, models list): S's preset sections with params.yaml's
+    global settings; the validated extras of params.yaml (model_groups) are not passed back in."""
+    from benchmark.pipeline import suite_params
+
+    edit(project, lambda p: p["frames"].update(chunk_size=64))
+    other = suite_params(load_params(), "robustbench_imagenet")
+    assert other["suite"] == "robustbench_imagenet" and other["frames"]["chunk_size"] == 64
+    assert other["leaderboard"]["ranked_if"]["above_chance"] == 0.3 and "Standard_R50" in other["models"]

@@ -1,13 +1,15 @@
 """reports/leaderboard.html in a real browser: headless Chromium (Debian's `chromium` and
-`chromium-driver`, which `.ci/run` installs) driven by Selenium sorts the committed entries by a
-clicked header, and back the other way on a second click."""
+`chromium-driver`, which `.ci/run` installs) driven by Selenium shows the committed entries in
+rank order with rank ranges and intervals, fits a 1400 px window, and sorts by a clicked header,
+and back the other way on a second click."""
 
 import shutil
 from pathlib import Path
 
 import pytest
 
-from benchmark.leaderboard import SCORES, leaderboard_html, sort_entries
+from benchmark.leaderboard import Ranking, leaderboard_html, rank
+from benchmark.scores import SCORES
 from benchmark.storage import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +25,7 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1200"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
@@ -45,14 +47,22 @@ def test_the_leaderboard_page_sorts_by_a_clicked_header(browser, tmp_path):
     entries = [read_json(p) for p in sorted((ROOT / "leaderboard").glob("embedded*/*.json"))]
     assert len(entries) > 10
     page = tmp_path / "leaderboard.html"
-    page.write_text(leaderboard_html(entries, "embedded", "augmentation_invariance"))
+    ranking = Ranking("augmentation_invariance", "augmentation_invariance", chance=0.1, above_chance=0.5,
+                      below_standard=0.1)
+    page.write_text(leaderboard_html(entries, "embedded", ranking))
     browser.get(page.as_uri())
 
     def shown() -> list[str]:
         return [c.text for c in browser.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2) code")]
 
-    initial = [e["id"] for e in sort_entries(entries, "augmentation_invariance")]
+    ranked = rank(entries, ranking)[0]
+    initial = [e["id"] for _, e in ranked]
     assert shown() == initial
+    ranks = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "tbody tr td.rank")]
+    assert ranks == [text for text, _ in ranked] and any("–" in r for r in ranks)
+    intervals = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "tbody tr:first-child small.ci")]
+    assert len(intervals) == len(SCORES) and all(t.startswith("[") and t.endswith("]") for t in intervals)
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1400   # no sideways scroll
     by_id = {e["id"]: e for e in entries}
     header = next(th for th in browser.find_elements(By.CSS_SELECTOR, "th[data-col]")
                   if th.text == SCORES["clean_acc"].title)

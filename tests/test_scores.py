@@ -39,7 +39,7 @@ STANDARD = {"a": hand_stats([[0.5, 0.2, 0.4, 0.4, 0.4]] * 2, rank=[3.0, 3.0], mo
 
 def test_scores_against_the_standard_models_by_hand():
     reference = scores.reference_statistics(STANDARD)
-    values, intervals = scores.scores(MODEL, reference, {"clean_acc": 0.9, "n_test": 10, "robust_acc": 0.25})
+    values, intervals, _ = scores.scores(MODEL, reference, {"clean_acc": 0.9, "n_test": 10, "robust_acc": 0.25})
     assert values["noise_suppression"] == pytest.approx(0.5)                          # 0.2 / 0.4
     # per tangent, [M_std / M_model] / [M_std(noise) / M_model(noise)]: (0.6/0.3)/2, (0.25/0.5)/2
     assert values[scores.BY_LABEL] == pytest.approx({"rotate": 1.0, "translate_x": 0.25})
@@ -58,7 +58,7 @@ def test_undefined_scores_are_none_and_frames_must_match():
     reference = scores.reference_statistics(STANDARD)
     no_vae = MODEL.at_layers(["input", "hidden", "logits"])
     no_vae.sensitivity[..., 4] = NAN
-    values, intervals = scores.scores(no_vae, reference, {})
+    values, intervals, _ = scores.scores(no_vae, reference, {})
     assert values["on_manifold_retention"] is None and intervals["on_manifold_retention"] is None
     other = hand_stats([[0.2, 0.5, 0.1, 0.3, 0.6]] * 2, rank=[1.0, 1.0], model_id="x")
     other.labels[1] = "scale"
@@ -79,7 +79,7 @@ def test_an_interval_agrees_with_an_independent_bootstrap_of_the_points():
     the per-point values written here, with its own random draws (Monte Carlo error: the two
     intervals' ends agree to a few percent of their width)."""
     model, standard = many_points("m", "augmentation", 1, 0.5), many_points("s", "standard", 2, 1.0)
-    _, intervals = scores.scores(model, scores.reference_statistics({"s": standard}), {})
+    _, intervals, _ = scores.scores(model, scores.reference_statistics({"s": standard}), {})
     noise = [st.sensitivity[1, :, 2:4].numpy().mean(1) for st in (model, standard)]
     rng = np.random.default_rng(12345)
     draws = rng.integers(0, 64, size=(20000, 64))
@@ -103,8 +103,14 @@ def test_the_leaderboard_and_the_claims_give_one_value_and_interval_for_one_quan
     path = tmp_path / f"{scores.BY_LABEL}.yaml"
     path.write_text(yaml.safe_dump(task))
     rows = {r["subject"]: r for r in claims.evaluate([claims.load_task(path)], suite)["rows"]}
-    values, intervals = scores.scores(suite["m"], scores.reference_statistics(suite), {})
+    values, intervals, _ = scores.scores(suite["m"], scores.reference_statistics(suite), {})
     for label in ("rotate", "translate_x"):
         row = rows[f"{label} vs noise @ penultimate"]
         assert values[scores.BY_LABEL][label] == row["value"]
         assert intervals[scores.BY_LABEL][label] == [row["ci_low"], row["ci_high"]]
+
+
+def test_the_scores_are_the_vocabulary_s_leaderboard_scores_in_column_order():
+    from benchmark.vocab import LEADERBOARD_SCORES
+
+    assert tuple(scores.SCORES) == LEADERBOARD_SCORES

@@ -49,7 +49,6 @@ from ..pipeline import (
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_bytes, write_json, write_text
 from . import announce
 
-DEFAULT_SORT = "augmentation_invariance"
 # provenance every entry of a suite shares; a submission must match the suite entries' values
 _SHARED = {"params_sha256": "parameter set (params.yaml)",
            "points_sha256": "set of evaluation points (data/points.safetensors)",
@@ -95,7 +94,11 @@ def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> 
         write_json(path, entry)
         render(params)
         s = entry["scores"]
-        info["did"] = f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in scores.SCORES)
+        _, unranked = lb.rank(read_entries(suite_dir(params)) + read_entries(submitted_dir(params)),
+                              lb.Ranking.of(params))
+        why = dict((e["id"], reason) for reason, e in unranked).get(card.id)
+        info["did"] = (f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in scores.SCORES)
+                       + (f"; not ranked: {why}" if why else "; ranked"))
         info["out"] = f"{path}, {REPORTS}/leaderboard.md"
     return entry
 
@@ -104,7 +107,7 @@ def score_card(params: Mapping, card: Card, models_root: Path) -> dict:
     """The entry of a card: fetch and check the model (into `models_root`; a RobustBench
     checkpoint is downloaded to, or placed by the user in, models/submissions/robustbench/
     whatever `models_root` is), then its frames, statistics and scores."""
-    suite_entries = read_entries(suite_dir(params))
+    suite_entries = read_entries(suite_dir(params), shown=False)       # only their shared provenance is read
     if not suite_entries:
         raise NFBenchError(f"no suite entries in {suite_dir(params)}/ to score against; run the suite's "
                            f"pipeline and `nfbench leaderboard` (dvc repro leaderboard)")
@@ -157,29 +160,29 @@ def refresh(params: Mapping, *, statistics: Path = STATISTICS, accuracies: Path 
     return True
 
 
-def render(params: Mapping, sort: str = DEFAULT_SORT, *, entries: Path | None = None, submitted: Path | None = None,
+def render(params: Mapping, sort: str | None = None, *, entries: Path | None = None, submitted: Path | None = None,
            markdown: Path = REPORTS / "leaderboard.md", html: Path = REPORTS / "leaderboard.html") -> list[Path]:
     """`markdown` and `html` (reports/leaderboard.md, .html) from the suite's and the submitted entries
     (by default leaderboard/<suite>-suite/ and leaderboard/<suite>/)."""
     shown = read_entries(entries or suite_dir(params)) + read_entries(submitted or submitted_dir(params))
-    pages = {Path(markdown): lb.leaderboard_markdown(shown, params["suite"], sort),
-             Path(html): lb.leaderboard_html(shown, params["suite"], sort)}
+    ranking = lb.Ranking.of(params, sort)
+    pages = {Path(markdown): lb.leaderboard_markdown(shown, params["suite"], ranking),
+             Path(html): lb.leaderboard_html(shown, params["suite"], ranking)}
     for path, text in pages.items():
         write_text(path, text)
     return list(pages)
 
 
-def run(params: Mapping, sort: str = DEFAULT_SORT, *, statistics: Path = STATISTICS, accuracies: Path = MODEL_METRICS,
+def run(params: Mapping, sort: str | None = None, *, statistics: Path = STATISTICS, accuracies: Path = MODEL_METRICS,
         points: Path = POINTS, autoencoder: Path | None = None, submitted: Path | None = None,
         entries: Path | None = None, markdown: Path = REPORTS / "leaderboard.md",
         html: Path = REPORTS / "leaderboard.html") -> None:
     """`nfbench leaderboard`: refresh the suite's entries (when its statistics are here) and render;
     the paths are the stage's inputs and outputs (None: the suite's leaderboard/ directories)."""
-    if sort not in scores.SCORES:
-        raise NFBenchError(f"--sort: {one_of(sort, scores.SCORES, 'score')}")
+    lb.Ranking.of(params, sort)                    # a bad --sort fails before anything is written
     entries, submitted = Path(entries or suite_dir(params)), Path(submitted or submitted_dir(params))
     with announce("leaderboard") as info:
-        read_entries(submitted)                       # an unreadable entry fails before anything is written
+        read_entries(submitted, shown=False)          # an unreadable entry fails before anything is written
         refreshed = refresh(params, statistics=statistics, accuracies=accuracies, points=points,
                             autoencoder=autoencoder, entries=entries)
         written = render(params, sort, entries=entries, submitted=submitted, markdown=markdown, html=html)
@@ -206,18 +209,20 @@ def verify(params: Mapping, model_id: str) -> tuple[Path, bool, list[dict]]:
     return path, ok, rows
 
 
-def read_entries(directory: Path) -> list[dict]:
-    """The entries in one directory, by file name."""
+def read_entries(directory: Path, *, shown: bool = True) -> list[dict]:
+    """The entries in one directory, by file name; `shown`: each must be one the tables can show
+    (an entry of an earlier nfbench, without intervals or replicates, is named with its remedy)."""
     entries = []
     for path in sorted(Path(directory).glob("*.json")):
         try:
             entry = read_json(path)
         except ValueError as exc:
             raise NFBenchError(f"{path}: not a leaderboard entry ({exc})") from exc
-        if "intervals" not in entry:
-            raise NFBenchError(f"{path}: an entry of an earlier nfbench, without score intervals; score it again "
-                               f"(`nfbench submit --replace {SUBMISSIONS}/{path.stem}.yaml`, or `nfbench "
-                               f"leaderboard` for the suite's own)")
+        if shown and ("intervals" not in entry or "replicates" not in entry):
+            remedy = (f"nfbench submit --replace {SUBMISSIONS}/{path.stem}.yaml" if entry.get("kind") == "submission"
+                      else "nfbench leaderboard, where the suite's statistics are")
+            raise NFBenchError(f"{path}: an entry of an earlier nfbench, without score intervals; score it "
+                               f"again ({remedy})")
         entries.append(entry)
     return entries
 
@@ -261,11 +266,15 @@ def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sh
            reference: Mapping[str, FrameStatistics], provenance: Mapping, *, card: Mapping | None = None,
            cache: dict | None = None) -> dict:
     record = stats.meta
-    values, intervals = scores.scores(stats, reference, record["accuracy"], cache=cache)
+    values, intervals, replicates = scores.scores(stats, reference, record["accuracy"], cache=cache)
+    primary = params["leaderboard"]["primary"]
     return {"id": record["id"], "suite": params["suite"], "kind": "submission" if card else "suite",
             "display_name": record["display_name"], "role": record["role"], "eps": float(params["attack"]["eps"]),
             "attack": record["accuracy"].get("attack"),
             "card": dict(card) if card else None, "spec": dict(spec),
             "profile": lb.layer_profile(stats), "scores": values, "intervals": intervals,
+            # the primary score's bootstrap replicates, drawn alike for every entry: its rank range
+            "replicates": ({primary: scores.encode_replicates(replicates[primary])}
+                           if replicates.get(primary) is not None else {}),
             "provenance": {**provenance, "checkpoint_sha256": checkpoint_sha256,
                            "reference": lb.reference_summary(reference), "reference_models": list(reference)}}
