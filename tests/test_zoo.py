@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from benchmark.errors import NFBenchError
-from benchmark.models import sources, store, zoo
+from benchmark.models import checks, sources, store, zoo
 from benchmark.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_robustbench_swish_is_swapped_for_silu_and_the_frames_stay_exact():
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         before = swish(x)
-    swapped = zoo.forward_ad_ready(swish, "model 'wrn'")
+    swapped = checks.forward_ad_ready(swish, "model 'wrn'")
     assert len(swapped) == 7 and swapped[0] == "layer.0.block.0.relu_0"
     assert not any(type(m).__name__ == "Swish" for m in swish.modules())
     with torch.no_grad():
@@ -144,7 +144,7 @@ def test_robustbench_swish_is_swapped_for_silu_and_the_frames_stay_exact():
     frame = torch.randn(2, 3, 3, 32, 32)
     got, want = compute_frames(swish, x, frame, "auto"), compute_frames(silu, x, frame, "auto")
     assert got.layers == want.layers and torch.allclose(got.grams, want.grams, rtol=1e-10, atol=0)
-    assert zoo.forward_ad_ready(swish, "model 'wrn'") == []                    # nothing left to swap
+    assert checks.forward_ad_ready(swish, "model 'wrn'") == []                    # nothing left to swap
 
 
 def test_source_checkpoints_are_kept_where_the_caller_says_not_where_the_model_installs(tmp_path, monkeypatch):
@@ -306,7 +306,7 @@ def test_a_file_model_with_the_wrong_number_of_classes_is_refused():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 7))
     with pytest.raises(NFBenchError, match=r"maps a batch of 2 mnist5k images to \(2, 7\); "
                                            r"expected logits of shape \(2, 10\)"):
-        zoo.check_output_shape(net, load_dataset("mnist5k"), "model 'seven'")
+        checks.check_output_shape(net, load_dataset("mnist5k"), "model 'seven'")
 
 
 def test_unknown_model_id_suggests_close_ids():
@@ -501,7 +501,7 @@ def test_every_suite_model_is_observed_at_its_block_outputs_with_pooled_features
     local = spec["source"] == "local"
     arch = architecture(spec, DATASET_DIMS[dataset]) if local else {"kwargs": {"num_classes": classes}}
     net = zoo.build_architecture(spec, arch).eval()
-    zoo.forward_ad_ready(net, "test")
+    checks.forward_ad_ready(net, "test")
     x, v = torch.rand(1, channels, size, size), torch.randn(1, 2, channels, size, size)
     result = compute_frames(net, x, v, "auto")
     hidden = result.layers[1:-1]

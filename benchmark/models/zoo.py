@@ -20,7 +20,6 @@ not match is refused and kept beside under `<name>.rejected-<sha>` for inspectio
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import importlib
 import socket
@@ -31,7 +30,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..attacks import published_threat
 from ..config import layers_for, resolve_device
 from ..errors import NFBenchError, one_of
 from ..frames import layer_point
@@ -39,6 +37,7 @@ from ..recipes import architecture
 from ..storage import network_timeout
 from ..vocab import DATASET_DIMS
 from . import sources, store
+from .checks import check_autoencoder, check_classifier
 from .layouts import declare_block_outputs
 from .store import MODELS_DIR, is_html_page, model_dir, read_manifest, verify_sha256
 
@@ -174,36 +173,6 @@ def _load_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> 
     return net.eval()
 
 
-# Modules known to block torch.func (their forward is a custom autograd.Function without forward-
-# mode AD) and the built-in module that computes the same function: RobustBench's Swish is
-# x·sigmoid(x), which is nn.SiLU.  `forward_ad_ready` swaps them in at frame time.
-_EXACT_EQUIVALENTS = {
-    ("robustbench.model_zoo.architectures.dm_wide_resnet", "Swish"): nn.SiLU,
-    ("robustbench.model_zoo.architectures.dm_rn", "Swish"): nn.SiLU,
-}
-
-
-def forward_ad_ready(net: nn.Module, what: str) -> list[str]:
-    """Swap, in place, every module of `_EXACT_EQUIVALENTS` for its built-in equivalent, after
-    checking on a grid that the two agree; returns the swapped modules' names.  Frames then stay
-    exact where the model would otherwise need finite differences."""
-    probe = torch.linspace(-12.0, 12.0, 241, dtype=torch.float64)
-    swapped = []
-    for name, module in list(net.named_modules(remove_duplicate=False)):
-        equivalent = _EXACT_EQUIVALENTS.get((type(module).__module__, type(module).__name__))
-        if equivalent is None or not name:
-            continue
-        twin = equivalent()
-        with torch.no_grad():
-            if not torch.allclose(module(probe), twin(probe), rtol=1e-12, atol=1e-12):
-                raise NFBenchError(f"{what}: {name} ({type(module).__name__}) does not compute "
-                                   f"{equivalent.__name__}, so it cannot be swapped for forward-mode AD")
-        parent, _, child = name.rpartition(".")
-        setattr(net.get_submodule(parent), child, twin)
-        swapped.append(name)
-    return swapped
-
-
 def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
     """Explicit layer names must exist in each model's architecture (built without weights)."""
     dims = DATASET_DIMS[params["data"]["dataset"]]
@@ -293,33 +262,6 @@ def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict
             "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
 
 
-def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
-    """Clean, rotated and translated accuracy, and robust accuracy under the suite's attack (PGD or
-    AutoAttack, its `attack` setting) in L∞ at the suite's ε, of a model (an L2-trained one,
-    threat_model L2, is also attacked in L2 at its own ε: its published figure).
-
-    The attack runs on the suite's fixed evaluation points (a full CIFAR-10/ImageNet attack is a
-    GPU job, and RobustBench publishes full-test-set AutoAttack numbers, recorded as `reference`;
-    `report.published_comparison` holds them side by side); the other accuracies on the whole test
-    split for local models, on the evaluation points for downloaded ones.
-    """
-    from ..data import eval_indices
-    from .training import evaluate_classifier
-
-    attack = params["attack"]
-    ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
-    points = dataclasses.replace(data, test=data.test.subset(ids))
-    local = spec["source"] == "local"
-    threat = published_threat(spec.get("threat_model"), spec.get("eps"), float(attack["eps"]))
-    l2_eps = [threat[1]] if threat and threat[0] == "L2" else []
-    result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])], l2_eps=l2_eps,
-                                 attack=attack, seed=params["data"]["seed"], attack_data=points)
-    where = f"{params['data']['eval_points']} evaluation points"
-    result["evaluated_on"] = "test split" if local else where
-    result["attacked_on"] = where
-    return result
-
-
 def _acquire_robustbench(spec: Mapping, root: Path, what: str):
     from .robustbench_compat import import_robustbench
 
@@ -398,55 +340,3 @@ def _acquire_file(spec: Mapping, root: Path, what: str):
     info = {"source_checkpoint": {"path": str(source.path), "sha256": sha,
                                   **({"url": source.url} if source.url else {})}}
     return net, info, {"name": spec["entry_point"]}
-
-
-def check_output_shape(net: nn.Module, data, what: str) -> None:
-    x = data.test.images(torch.arange(2))
-    with torch.no_grad():
-        out = net(x)
-    expected = (2, data.num_classes)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise NFBenchError(f"{what}: the model maps a batch of 2 {data.name} images to {shape}; "
-                           f"expected logits of shape {expected}")
-
-
-def check_classifier(net: nn.Module, data, what: str) -> None:
-    """A classifier the frames and the attack can use: logits of the right shape for the suite's
-    images, finite, the same on a second call, and differentiable with respect to the input."""
-    x = data.test.images(torch.arange(2)).requires_grad_(True)
-    try:
-        check_output_shape(net, data, what)
-        with torch.enable_grad():
-            out = net(x)
-        with torch.no_grad():
-            again = net(x)
-    except NFBenchError:
-        raise
-    except Exception as exc:   # whatever the model's own code raises
-        reason = (str(exc).splitlines() or [""])[0][:160]
-        raise NFBenchError(f"{what}: the model fails on a batch of 2 {data.name} images of shape "
-                           f"{tuple(x.shape)} ({type(exc).__name__}: {reason})") from exc
-    if not torch.isfinite(out).all():
-        raise NFBenchError(f"{what}: the model's logits for 2 {data.name} images contain NaN or inf")
-    if not torch.equal(out.detach(), again):
-        raise NFBenchError(f"{what}: the model gives different logits for the same images on a second call "
-                           f"(dropout or other randomness left on in eval mode?)")
-    grad = torch.autograd.grad(out.sum(), x, allow_unused=True)[0] if out.requires_grad else None
-    if grad is None or not torch.isfinite(grad).all() or not grad.any():
-        raise NFBenchError(f"{what}: the logits have no usable gradient with respect to the input "
-                           f"(frames and the PGD attack differentiate the model through its input)")
-
-
-def check_autoencoder(net: nn.Module, data, what: str) -> None:
-    x = data.test.images(torch.arange(2))
-    try:
-        with torch.no_grad():
-            z = net.encode(x)
-            out = net.decode(z)
-    except AttributeError as exc:
-        raise NFBenchError(f"{what}: an autoencoder needs encode(x) and decode(z) methods ({exc})") from exc
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape or z.ndim != 2:
-        raise NFBenchError(f"{what}: encode/decode must map images {tuple(x.shape)} to latents [2, d] and back; "
-                           f"got latents {tuple(getattr(z, 'shape', ()))} "
-                           f"and images {tuple(getattr(out, 'shape', ()))}")
