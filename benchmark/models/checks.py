@@ -3,15 +3,22 @@
 Before install (`zoo.obtain`): a downloaded or imported classifier maps the suite's images to
 finite, deterministic, input-differentiable logits of the right shape; an autoencoder encodes
 and decodes them.  Before frames: modules that block forward-mode AD are swapped for their
-exact built-in equivalents.
+exact built-in equivalents.  At validation: explicit layer names exist in each architecture.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
-from ..errors import NFBenchError
+from ..config import layers_for
+from ..errors import NFBenchError, one_of
+from ..frames import layer_point
+from ..recipes import architecture
+from ..vocab import DATASET_DIMS
+from .sources import build_architecture
 
 # Modules known to block torch.func (their forward is a custom autograd.Function without forward-
 # mode AD) and the built-in module that computes the same function: RobustBench's Swish is
@@ -41,6 +48,21 @@ def forward_ad_ready(net: nn.Module, what: str) -> list[str]:
         setattr(net.get_submodule(parent), child, twin)
         swapped.append(name)
     return swapped
+
+
+def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
+    """Explicit layer names must exist in each model's architecture (built without weights)."""
+    dims = DATASET_DIMS[params["data"]["dataset"]]
+    for model_id, spec in params["models"].items():
+        layers = layers_for(params, spec)
+        if layers in ("auto", "all"):
+            continue
+        arch = architecture(spec, dims) if spec["source"] == "local" else {"kwargs": {"num_classes": dims[2]}}
+        names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
+        for name in layers:
+            if layer_point(name)[0] not in names:
+                raise NFBenchError(f"{where}: frames.layers: model {model_id}: "
+                                   f"{one_of(name, sorted(names), 'layer')}")
 
 
 def check_output_shape(net: nn.Module, data, what: str) -> None:
