@@ -37,7 +37,7 @@ def _paths(args) -> dict[str, Path]:
 
 
 def cmd_data(args) -> None:
-    from .models.zoo import check_layer_names
+    from .models.checks import check_layer_names
     from .stages import data
 
     params = _params(args)

@@ -97,10 +97,11 @@ def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root
     `models_root`: where its directory is, by default the suite's)."""
     from .data import load_suite_dataset
     from .models import zoo
+    from .models.evaluate import evaluate
 
     data = data or load_suite_dataset(params["data"])
     net = zoo.load(model_id, spec, models_root or model_root(spec)).to(resolve_device(params["device"]))
-    return zoo.evaluate(net, data, params, spec)
+    return evaluate(net, data, params, spec)
 
 
 def suite_frame(params: Mapping, points=POINTS, models: Path = MODELS):
@@ -146,13 +147,14 @@ def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=N
 
     from .frames import compute_frames
     from .models import store, zoo
+    from .models.checks import forward_ad_ready
 
     models_root = models_root or model_root(spec)
     x, ids, frame, data_meta = at or suite_frame(params, points)
     model = zoo.load(model_id, spec, models_root).to(x.device)
     cfg = params["frames"]
     method = method or spec.get("frames_method") or cfg["method"]
-    swapped = zoo.forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
+    swapped = forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
     pert = params["perturbations"]
     with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
         result = compute_frames(model, x, frame.vectors, layers_for(params, spec),

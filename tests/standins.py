@@ -46,12 +46,12 @@ _ROBUSTBENCH_LAYOUTS = {
 
 def write_robustbench(models_root: Path, spec: dict, seed: int = 0) -> Path:
     """The model's real RobustBench architecture with random weights, saved where
-    `sources.robustbench_path` looks, in the layout its real checkpoint has.  ImageNet checkpoints
+    `sources.robustbench.robustbench_path` looks, in the layout its real checkpoint has.  ImageNet checkpoints
     hold the inner network's weights (RobustBench adds the `model.` prefix and normalization)."""
     import torch
 
-    from benchmark.models import sources
     from benchmark.models.robustbench_compat import zoo_entry
+    from benchmark.models.sources.robustbench import robustbench_path
 
     torch.manual_seed(seed)
     state = zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])["model"]().state_dict()
@@ -64,7 +64,7 @@ def write_robustbench(models_root: Path, spec: dict, seed: int = 0) -> Path:
         payload = {"module": lambda: {"state_dict": {f"module.{k}": v for k, v in state.items()}},
                    "plain": lambda: state, "no_norm": lambda: without_norm,
                    "last_best": lambda: {"last": without_norm, "best": without_norm}}[layout]()
-    path = sources.robustbench_path(spec, models_root)
+    path = robustbench_path(spec, models_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(payload, path)
     return path

@@ -103,7 +103,7 @@ def test_malformed_params_name_the_key_path(project, change, message):
 
 
 def test_layer_name_not_in_the_model_is_rejected(project):
-    from benchmark.models.zoo import check_layer_names
+    from benchmark.models.checks import check_layer_names
 
     edit(project, lambda p: p["frames"].update(layers={"smallcnn": ["relu1", "relu9"]}))
     with pytest.raises(NFBenchError, match=r"frames.layers: model \S+: unknown layer 'relu9'; did you mean 'relu4'"):

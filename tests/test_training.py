@@ -205,12 +205,12 @@ def test_evaluate_classifier_is_deterministic(tiny):
 
 def test_an_l2_trained_model_is_also_attacked_in_l2_at_its_own_eps(tiny):
     """The suite's L∞ figure for every model, and for threat_model L2 the L2 one RobustBench publishes."""
-    from benchmark.models import zoo
+    from benchmark.models.evaluate import evaluate
 
     model, _ = train_classifier(tiny, {"epochs": 3})
     params = {"attack": {"method": "pgd", "eps": 0.1, "steps": 3}, "data": {"eval_points": 40, "seed": 0}}
-    l2 = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
-    linf = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "Linf", "eps": 0.1})
+    l2 = evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
+    linf = evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "Linf", "eps": 0.1})
     assert {k for k in l2 if "@" in k} == {"robust_acc@0.1", "robust_acc_l2@1.5"}
     assert {k for k in linf if "@" in k} == {"robust_acc@0.1"}
     assert l2["robust_acc@0.1"] == linf["robust_acc@0.1"]          # the L∞ figure does not move
@@ -220,16 +220,16 @@ def test_an_l2_trained_model_is_also_attacked_in_l2_at_its_own_eps(tiny):
 def test_a_suite_attacking_with_autoattack_records_it(tiny):
     """The suite's `attack` setting reaches the evaluation: AutoAttack's APGD-CE on the evaluation
     points, in L∞ at the suite's ε and in L2 at an L2 model's own, recorded beside the figures."""
-    from benchmark.models import zoo
+    from benchmark.models.evaluate import evaluate
 
     model, _ = train_classifier(tiny, {"epochs": 3})
     params = {"attack": {"method": "autoattack", "eps": 0.1, "version": ["apgd-ce"], "iterations": 5},
               "data": {"eval_points": 40, "seed": 0}}
-    result = zoo.evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
+    result = evaluate(model, tiny, params, {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
     assert result["attack"] == {"method": "autoattack", "version": "custom", "attacks": ["apgd-ce"],
                                 "iterations": 5, "points": 40, "seed": 0}
-    pgd_result = zoo.evaluate(model, tiny, {**params, "attack": {"method": "pgd", "eps": 0.1, "steps": 5}},
-                              {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
+    pgd_result = evaluate(model, tiny, {**params, "attack": {"method": "pgd", "eps": 0.1, "steps": 5}},
+                          {"source": "robustbench", "threat_model": "L2", "eps": 1.5})
     for key in ("robust_acc@0.1", "robust_acc_l2@1.5"):
         assert result[key] < pgd_result["clean_acc"]
         assert result[key] <= pgd_result[key] + 2 / 40     # APGD-CE-5 is no weaker than PGD-5, up to a point or two

@@ -14,7 +14,9 @@ import torch
 import yaml
 
 from benchmark.errors import NFBenchError
-from benchmark.models import sources, store, zoo
+from benchmark.models import checks, sources, store, zoo
+from benchmark.models.sources.file import entry_point
+from benchmark.models.sources.robustbench import robustbench_path
 from benchmark.storage import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,10 +55,10 @@ def test_robustbench_without_pkg_resources_is_a_one_line_error_naming_the_fix(mo
 
 def test_a_robustbench_checkpoint_placed_at_its_path_loads_offline(tmp_path):
     reference = robustbench_architecture()                     # the real WRN-28-4, random weights
-    path = sources.robustbench_path(RB_SPEC, tmp_path)
+    path = robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
-    net, info, arch = zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
+    net, info, arch = sources.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(net(x), reference(x))
@@ -84,19 +86,19 @@ def test_a_robustbench_download_prints_nothing_on_stdout(tmp_path, monkeypatch, 
     rb = import_robustbench()
     monkeypatch.setattr(rb.utils.gdown, "download",
                         lambda id, output: torch.save({"state_dict": reference.state_dict()}, output))
-    net, info, _ = zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
+    net, info, _ = sources.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
     out, _err = capfd.readouterr()
-    assert out == "" and sources.robustbench_path(RB_SPEC, tmp_path).is_file()
+    assert out == "" and robustbench_path(RB_SPEC, tmp_path).is_file()
     assert info["source_checkpoint"]["url"].startswith("https://drive.google.com/uc?id=")
 
 
 def test_a_robustbench_checkpoint_with_code_in_it_is_refused_before_unpickling(tmp_path):
     marker = tmp_path / "code-ran"
-    path = sources.robustbench_path(RB_SPEC, tmp_path)
+    path = robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": {}, "extra": RunsCode(marker)}, path)
     with pytest.raises(NFBenchError, match="holds pickled objects other than tensors"):
-        zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
+        sources.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
     assert not marker.exists()
 
 
@@ -136,7 +138,7 @@ def test_robustbench_swish_is_swapped_for_silu_and_the_frames_stay_exact():
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         before = swish(x)
-    swapped = zoo.forward_ad_ready(swish, "model 'wrn'")
+    swapped = checks.forward_ad_ready(swish, "model 'wrn'")
     assert len(swapped) == 7 and swapped[0] == "layer.0.block.0.relu_0"
     assert not any(type(m).__name__ == "Swish" for m in swish.modules())
     with torch.no_grad():
@@ -144,7 +146,7 @@ def test_robustbench_swish_is_swapped_for_silu_and_the_frames_stay_exact():
     frame = torch.randn(2, 3, 3, 32, 32)
     got, want = compute_frames(swish, x, frame, "auto"), compute_frames(silu, x, frame, "auto")
     assert got.layers == want.layers and torch.allclose(got.grams, want.grams, rtol=1e-10, atol=0)
-    assert zoo.forward_ad_ready(swish, "model 'wrn'") == []                    # nothing left to swap
+    assert checks.forward_ad_ready(swish, "model 'wrn'") == []                    # nothing left to swap
 
 
 def test_source_checkpoints_are_kept_where_the_caller_says_not_where_the_model_installs(tmp_path, monkeypatch):
@@ -158,7 +160,7 @@ def test_source_checkpoints_are_kept_where_the_caller_says_not_where_the_model_i
         seen.append(root)
         raise NFBenchError(f"{what}: stop here")
 
-    monkeypatch.setattr(zoo, "acquire", acquire)
+    monkeypatch.setattr(sources, "acquire", acquire)
     wanted = Wanted("mma", RB_SPEC, tmp_path / "scratch", downloads=tmp_path / "kept")
     with pytest.raises(NFBenchError, match="model 'mma': stop here"):
         list(fetch([wanted], {"checkpoints": "published"}))
@@ -168,23 +170,23 @@ def test_source_checkpoints_are_kept_where_the_caller_says_not_where_the_model_i
 
 
 def test_an_html_page_at_the_checkpoint_path_is_named_as_such(tmp_path):
-    path = sources.robustbench_path(RB_SPEC, tmp_path)
+    path = robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text("<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>")
     with pytest.raises(NFBenchError, match=r"model 'Ding2020MMA': .*Ding2020MMA\.pt is an HTML page .* not a "
                                            r"checkpoint; replace it with the real file and rerun$"):
-        zoo.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
+        sources.acquire(RB_SPEC, tmp_path, "model 'Ding2020MMA'")
 
 
 def test_a_hand_placed_robustbench_checkpoint_with_the_wrong_sha256_is_refused_and_stays_put(tmp_path):
     """Offline users put the file where nfbench looks; a pinned sha256 that does not match refuses
     it, but the file is theirs, so it is not renamed aside as a download would be."""
-    path = sources.robustbench_path(RB_SPEC, tmp_path)
+    path = robustbench_path(RB_SPEC, tmp_path)
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": {}}, path)
     before = path.read_bytes()
     with pytest.raises(NFBenchError, match=r"model 'Ding2020MMA': sha256 of .* expected 1{64}; refused$"):
-        zoo.acquire({**RB_SPEC, "sha256": "1" * 64}, tmp_path, "model 'Ding2020MMA'")
+        sources.acquire({**RB_SPEC, "sha256": "1" * 64}, tmp_path, "model 'Ding2020MMA'")
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
 
 
@@ -221,7 +223,7 @@ def test_the_sources_stage_records_each_source_checkpoint_and_sees_it_replaced(t
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["models"] = {"mma": RB_SPEC, "mma-again": {**RB_SPEC, "eps": 4 / 255}}    # one file, two entries
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    path = sources.robustbench_path(RB_SPEC, tmp_path / "models")
+    path = robustbench_path(RB_SPEC, tmp_path / "models")
     path.parent.mkdir(parents=True)
     torch.save({"state_dict": robustbench_architecture().state_dict()}, path)
 
@@ -259,9 +261,9 @@ def test_torchvision_weights_in_the_hub_cache_load_offline(tmp_path, monkeypatch
     spec = {"role": "standard", "source": "torchvision", "arch": "resnet18", "weights": "IMAGENET1K_V1"}
     placed = hub.read_bytes()
     with pytest.raises(NFBenchError, match="refused"):          # not torchvision's file: hash prefix differs
-        zoo.acquire(spec, tmp_path, "model 'r18'")
+        sources.acquire(spec, tmp_path, "model 'r18'")
     assert hub.read_bytes() == placed and not list(hub.parent.glob("*.rejected-*"))   # not ours to move
-    net, info, _ = zoo.acquire({**spec, "sha256": sha256_file(hub)}, tmp_path, "model 'r18'")
+    net, info, _ = sources.acquire({**spec, "sha256": sha256_file(hub)}, tmp_path, "model 'r18'")
     assert "layer4" in dict(net.named_children())
     x = torch.rand(1, 3, 64, 64)
     assert torch.allclose(net.pixel_mean, torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
@@ -286,7 +288,7 @@ def test_a_users_own_checkpoint_with_the_wrong_hash_is_refused_but_not_moved(tmp
     spec = {"role": "other", "source": "file", "entry_point": "torch.nn:Identity", "checkpoint": str(path),
             "sha256": "1" * 64}
     with pytest.raises(NFBenchError, match="refused"):
-        zoo.acquire(spec, tmp_path, "model 'mine'")
+        sources.acquire(spec, tmp_path, "model 'mine'")
     assert path.exists()
 
 
@@ -297,7 +299,7 @@ def test_a_users_own_checkpoint_with_the_wrong_hash_is_refused_but_not_moved(tmp
 ])
 def test_bad_entry_points_are_one_line_errors(entry, message):
     with pytest.raises(NFBenchError, match=message):
-        zoo.entry_point(entry)
+        entry_point(entry)
 
 
 def test_a_file_model_with_the_wrong_number_of_classes_is_refused():
@@ -306,7 +308,7 @@ def test_a_file_model_with_the_wrong_number_of_classes_is_refused():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 7))
     with pytest.raises(NFBenchError, match=r"maps a batch of 2 mnist5k images to \(2, 7\); "
                                            r"expected logits of shape \(2, 10\)"):
-        zoo.check_output_shape(net, load_dataset("mnist5k"), "model 'seven'")
+        checks.check_output_shape(net, load_dataset("mnist5k"), "model 'seven'")
 
 
 def test_unknown_model_id_suggests_close_ids():
@@ -500,8 +502,8 @@ def test_every_suite_model_is_observed_at_its_block_outputs_with_pooled_features
     torch.manual_seed(0)
     local = spec["source"] == "local"
     arch = architecture(spec, DATASET_DIMS[dataset]) if local else {"kwargs": {"num_classes": classes}}
-    net = zoo.build_architecture(spec, arch).eval()
-    zoo.forward_ad_ready(net, "test")
+    net = sources.build_architecture(spec, arch).eval()
+    checks.forward_ad_ready(net, "test")
     x, v = torch.rand(1, channels, size, size), torch.randn(1, 2, channels, size, size)
     result = compute_frames(net, x, v, "auto")
     hidden = result.layers[1:-1]

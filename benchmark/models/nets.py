@@ -1,7 +1,8 @@
 """The small networks trained locally: a CNN classifier and a convolutional VAE.
 
 Both take pixels in [0, 1] (any normalisation happens inside), use no in-place operations,
-and name every block so that layer names read well in frame reports.
+and name every block so that layer names read well in frame reports.  Downloaded and imported
+networks are given the same [0, 1] input by `add_pixel_normalization`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from torch import nn
 
 from ..errors import NFBenchError, one_of
 from ..vocab import CLASSIFIERS
+
+# torchvision's ImageNet statistics, which its weights expect
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # Per-channel statistics of the training images the models are meant for.
 _NORMALIZATION = {
@@ -29,6 +33,21 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+def add_pixel_normalization(net: nn.Module, mean, std) -> nn.Module:
+    """Make `net` take [0,1] pixels: a forward pre-hook applies (x − mean)/std first.
+
+    A hook rather than a wrapper module keeps the network's own layer names (no `net.`
+    prefix) in frames and reports.  The statistics are non-persistent buffers, so the state
+    dict stays the network's own.
+    """
+    net.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+    net.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+    net.register_forward_pre_hook(
+        lambda module, args: ((args[0] - module.pixel_mean.to(args[0].dtype)) / module.pixel_std.to(args[0].dtype),
+                              *args[1:]))
+    return net
 
 
 def _normalize(in_channels: int) -> Normalize:

@@ -5,7 +5,8 @@ Every model, whatever its source, ends up as one directory `models/<id>/`:
   manifest.json       source, role, spec, architecture, sha256 of model.safetensors, how it was obtained
 
 A directory is written under a temporary name and swapped into place in one rename, so an
-interrupted fetch leaves the previous one intact.  Torch-free: what needs tensors is `zoo.py`.
+interrupted fetch leaves the previous one intact.  Torch-free: what reads and writes tensors is
+`zoo.py` and `checkpoints.py`.
 """
 
 from __future__ import annotations

@@ -1,102 +1,27 @@
 """The model zoo: obtain (train, download or import) a model once, then load it verified.
 
 Models live in the store (`store.py`: `models/<id>/` = model.safetensors + manifest.json).
-
-Sources:
-  local        trained here by a recipe (benchmark/models/training.py), deterministic on one CPU
-               type; a suite may publish the checkpoint instead (`published.py`)
-  robustbench  {name, dataset, threat_model}: RobustBench's checkpoint in
-               models/robustbench/<dataset>/<threat_model>/<name>.pt, downloaded if absent
-  torchvision  {arch, weights}: torchvision's weights through the torch hub cache
-  timm         {name}: `timm.create_model(name, pretrained=True)` (timm's own cache or download);
-               its sha256, when pinned, is that of the weights as installed here (model.safetensors)
-  file         {entry_point "pkg.module:factory", checkpoint path or url, sha256}
-
-Integrity: downloads go to a temporary name, are checked (not an HTML error page, sha256 when
-pinned, loadable with weights_only) and only then renamed into place; a file whose sha256 does
-not match is refused and kept beside under `<name>.rejected-<sha>` for inspection.
+A local model is trained here by a recipe (`training.py`), deterministic on one CPU type; a
+suite may publish the checkpoint instead (`published.py`).  Any other is acquired from its
+source (`sources/`: robustbench, torchvision, timm, file) and checked (`checks.py`) on two of
+the suite's images before it is installed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import importlib
-import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from ..attacks import published_threat
-from ..config import layers_for, resolve_device
-from ..errors import NFBenchError, one_of
-from ..frames import layer_point
+from ..config import resolve_device
+from ..errors import NFBenchError
 from ..recipes import architecture
-from ..storage import network_timeout
-from ..vocab import DATASET_DIMS
 from . import sources, store
-from .layouts import declare_block_outputs
-from .store import MODELS_DIR, is_html_page, model_dir, read_manifest, verify_sha256
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-# ---------------------------------------------------------------------------------------------
-# Pixel-space models
-
-
-def add_pixel_normalization(net: nn.Module, mean, std) -> nn.Module:
-    """Make `net` take [0,1] pixels: a forward pre-hook applies (x − mean)/std first.
-
-    A hook rather than a wrapper module keeps the network's own layer names (no `net.`
-    prefix) in frames and reports.  The statistics are non-persistent buffers, so the state
-    dict stays the network's own.
-    """
-    net.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-    net.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-    net.register_forward_pre_hook(
-        lambda module, args: ((args[0] - module.pixel_mean.to(args[0].dtype)) / module.pixel_std.to(args[0].dtype),
-                              *args[1:]))
-    return net
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-
-
-def safe_torch_load(path: Path, what: str) -> Any:
-    """torch.load restricted to tensors and plain containers: a checkpoint cannot run code."""
-    import pickle
-
-    if is_html_page(path):       # saved by a browser or an old download: say so, not "pickled objects"
-        raise NFBenchError(f"{what}: {path} is an HTML page (a download or quota page saved under the "
-                           f"checkpoint's name), not a checkpoint; replace it with the real file and rerun")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        first = next((line for line in lines if "Unsupported global" in line), lines[-1]).split(". ")[0][:160]
-        raise NFBenchError(f"{what}: {path} holds pickled objects other than tensors ({first}); "
-                           f"refusing to load it — save the state dict (or use safetensors)") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise NFBenchError(f"{what}: {path} is not a readable PyTorch checkpoint ({exc})") from exc
-
-
-def load_state_file(path: Path, what: str) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = safe_torch_load(path, what)
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise NFBenchError(f"{what}: {path} is not a state dict (a mapping of names to tensors)")
-    return dict(state)
+from .checkpoints import load_into
+from .checks import check_autoencoder, check_classifier
+from .store import MODELS_DIR, model_dir, read_manifest, verify_sha256
 
 
 def install_state(model_id: str, root: Path, state: Mapping[str, torch.Tensor], manifest: dict) -> dict:
@@ -106,117 +31,6 @@ def install_state(model_id: str, root: Path, state: Mapping[str, torch.Tensor], 
 
     return store.install(model_id, root, lambda dest: save_file(
         {k: v.detach().cpu().contiguous() for k, v in state.items()}, str(dest)), manifest)
-
-
-# ---------------------------------------------------------------------------------------------
-# Architectures
-
-
-def build_architecture(spec: Mapping, arch: Mapping) -> nn.Module:
-    """The untrained network of a model, in pixel space (`arch` is the manifest's record)."""
-    source = spec["source"]
-    if source == "local":
-        from .nets import build
-
-        return build(arch["name"], **arch["kwargs"])
-    if source == "robustbench":
-        from .robustbench_compat import zoo_entry
-
-        return declare_block_outputs(zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])["model"]())
-    if source == "torchvision":
-        import torchvision
-
-        net = torchvision.models.get_model(spec["arch"], weights=None, **arch.get("kwargs", {}))
-        return declare_block_outputs(add_pixel_normalization(net, IMAGENET_MEAN, IMAGENET_STD))
-    if source == "timm":
-        import timm
-
-        net = timm.create_model(spec["name"], pretrained=False, **arch.get("kwargs", {}))
-        return add_pixel_normalization(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"])
-    if source == "file":
-        net = entry_point(spec["entry_point"])()
-        if not isinstance(net, nn.Module):
-            raise NFBenchError(f"entry point {spec['entry_point']} returned {type(net).__name__}, not an nn.Module")
-        if "mean" in spec or "std" in spec:
-            net = add_pixel_normalization(net, spec.get("mean", [0.0]), spec.get("std", [1.0]))
-        if "layers" in spec:
-            net.observable_layers = list(spec["layers"])
-        return net
-    raise NFBenchError(f"unknown source {source!r}")
-
-
-def entry_point(path: str):
-    """`package.module:factory` -> the factory; import problems become one-line errors."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise NFBenchError(f"entry point {path!r}: expected 'package.module:factory'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time failure of user code
-        raise NFBenchError(f"entry point {path!r}: cannot import {module_name} ({type(exc).__name__}: {exc})") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise NFBenchError(f"entry point {path!r}: module {module_name} has no callable {attr!r}")
-    return factory
-
-
-def _load_into(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> nn.Module:
-    result = net.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        parts = []
-        if result.missing_keys:
-            more = " …" if len(result.missing_keys) > 3 else ""
-            parts.append(f"missing {', '.join(result.missing_keys[:3])}{more}")
-        if result.unexpected_keys:
-            parts.append(f"unexpected {', '.join(result.unexpected_keys[:3])}"
-                         + (" …" if len(result.unexpected_keys) > 3 else ""))
-        raise NFBenchError(f"{what}: the checkpoint does not fit the architecture ({'; '.join(parts)})")
-    return net.eval()
-
-
-# Modules known to block torch.func (their forward is a custom autograd.Function without forward-
-# mode AD) and the built-in module that computes the same function: RobustBench's Swish is
-# x·sigmoid(x), which is nn.SiLU.  `forward_ad_ready` swaps them in at frame time.
-_EXACT_EQUIVALENTS = {
-    ("robustbench.model_zoo.architectures.dm_wide_resnet", "Swish"): nn.SiLU,
-    ("robustbench.model_zoo.architectures.dm_rn", "Swish"): nn.SiLU,
-}
-
-
-def forward_ad_ready(net: nn.Module, what: str) -> list[str]:
-    """Swap, in place, every module of `_EXACT_EQUIVALENTS` for its built-in equivalent, after
-    checking on a grid that the two agree; returns the swapped modules' names.  Frames then stay
-    exact where the model would otherwise need finite differences."""
-    probe = torch.linspace(-12.0, 12.0, 241, dtype=torch.float64)
-    swapped = []
-    for name, module in list(net.named_modules(remove_duplicate=False)):
-        equivalent = _EXACT_EQUIVALENTS.get((type(module).__module__, type(module).__name__))
-        if equivalent is None or not name:
-            continue
-        twin = equivalent()
-        with torch.no_grad():
-            if not torch.allclose(module(probe), twin(probe), rtol=1e-12, atol=1e-12):
-                raise NFBenchError(f"{what}: {name} ({type(module).__name__}) does not compute "
-                                   f"{equivalent.__name__}, so it cannot be swapped for forward-mode AD")
-        parent, _, child = name.rpartition(".")
-        setattr(net.get_submodule(parent), child, twin)
-        swapped.append(name)
-    return swapped
-
-
-def check_layer_names(params: Mapping, where: str = "params.yaml") -> None:
-    """Explicit layer names must exist in each model's architecture (built without weights)."""
-    dims = DATASET_DIMS[params["data"]["dataset"]]
-    for model_id, spec in params["models"].items():
-        layers = layers_for(params, spec)
-        if layers in ("auto", "all"):
-            continue
-        arch = architecture(spec, dims) if spec["source"] == "local" else {"kwargs": {"num_classes": dims[2]}}
-        names = {n for n, _ in build_architecture(spec, arch).named_modules() if n} | {"input", "logits"}
-        for name in layers:
-            if layer_point(name)[0] not in names:
-                raise NFBenchError(f"{where}: frames.layers: model {model_id}: "
-                                   f"{one_of(name, sorted(names), 'layer')}")
 
 
 def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
@@ -229,12 +43,8 @@ def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
     verify_sha256(checkpoint, manifest["sha256"], f"model {model_id!r}")
     from safetensors.torch import load_file
 
-    net = build_architecture(spec, manifest["architecture"])
-    return _load_into(net, load_file(str(checkpoint)), f"model {model_id!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Fetching
+    net = sources.build_architecture(spec, manifest["architecture"])
+    return load_into(net, load_file(str(checkpoint)), f"model {model_id!r}")
 
 
 def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress: bool = True) -> tuple[bytes, dict]:
@@ -270,7 +80,7 @@ def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS
     Downloaded and imported models are acquired before the dataset is touched, so a missing
     checkpoint is reported at once; then they are checked on two of the suite's images.
     `what` starts every error message (default `model '<id>'`); `downloads` is where source
-    checkpoints are downloaded to or placed by the user (`acquire`), by default `root`.
+    checkpoints are downloaded to or placed by the user (`sources.acquire`), by default `root`.
     """
     from ..data import load_suite_dataset
 
@@ -278,175 +88,9 @@ def obtain(model_id: str, spec: Mapping, params: Mapping, *, root: Path = MODELS
         checkpoint, manifest = train(spec, params, generative=generative, progress=progress)
         return store.install(model_id, root, lambda dest: dest.write_bytes(checkpoint), manifest)
     what = what or f"model {model_id!r}"
-    net, source_info, arch = acquire(spec, downloads or root, what)
+    net, source_info, arch = sources.acquire(spec, downloads or root, what)
     data = load_suite_dataset(params["data"])
     (check_autoencoder if generative else check_classifier)(net, data, what)
     manifest = {"source": spec["source"], "role": "generative" if generative else spec["role"],
                 "spec": dict(spec), "architecture": arch, "data_hash": data.content_hash, **source_info}
     return install_state(model_id, root, net.state_dict(), manifest)
-
-
-def acquire(spec: Mapping, root: Path, what: str) -> tuple[nn.Module, dict, dict]:
-    """Download or import a non-local model and verify it: (network, source record, architecture record).
-    `root` holds downloaded RobustBench checkpoints, `<root>/robustbench/…` (`sources.robustbench_path`)."""
-    return {"robustbench": _acquire_robustbench, "torchvision": _acquire_torchvision,
-            "timm": _acquire_timm, "file": _acquire_file}[spec["source"]](spec, root, what)
-
-
-def evaluate(net: nn.Module, data, params: Mapping, spec: Mapping) -> dict:
-    """Clean, rotated and translated accuracy, and robust accuracy under the suite's attack (PGD or
-    AutoAttack, its `attack` setting) in L∞ at the suite's ε, of a model (an L2-trained one,
-    threat_model L2, is also attacked in L2 at its own ε: its published figure).
-
-    The attack runs on the suite's fixed evaluation points (a full CIFAR-10/ImageNet attack is a
-    GPU job, and RobustBench publishes full-test-set AutoAttack numbers, recorded as `reference`;
-    `report.published_comparison` holds them side by side); the other accuracies on the whole test
-    split for local models, on the evaluation points for downloaded ones.
-    """
-    from ..data import eval_indices
-    from .training import evaluate_classifier
-
-    attack = params["attack"]
-    ids = eval_indices(data.test.labels, params["data"]["eval_points"], params["data"]["seed"])
-    points = dataclasses.replace(data, test=data.test.subset(ids))
-    local = spec["source"] == "local"
-    threat = published_threat(spec.get("threat_model"), spec.get("eps"), float(attack["eps"]))
-    l2_eps = [threat[1]] if threat and threat[0] == "L2" else []
-    result = evaluate_classifier(net, data if local else points, eps=[float(attack["eps"])], l2_eps=l2_eps,
-                                 attack=attack, seed=params["data"]["seed"], attack_data=points)
-    where = f"{params['data']['eval_points']} evaluation points"
-    result["evaluated_on"] = "test split" if local else where
-    result["attacked_on"] = where
-    return result
-
-
-def _acquire_robustbench(spec: Mapping, root: Path, what: str):
-    from .robustbench_compat import import_robustbench
-
-    source = sources.source_file(spec, root, what)
-    sha = sources.obtain(source, what)
-    safe_torch_load(source.path, what)     # refuse pickled code before robustbench unpickles it
-    net = import_robustbench().utils.load_model(spec["name"], model_dir=str(Path(root) / "robustbench"),
-                                                dataset=spec["dataset"], threat_model=spec["threat_model"])
-    info = {"source_checkpoint": {"path": str(source.path), "sha256": sha, "url": source.url}}
-    return net.eval(), info, {"name": spec["name"]}
-
-
-def _acquire_torchvision(spec: Mapping, root: Path, what: str):
-    source = sources.source_file(spec, root, what)
-    sha = sources.obtain(source, what)
-    state = load_state_file(source.path, what)
-    classes = len(sources.torchvision_weights(spec, what).meta["categories"])
-    net = _load_into(build_architecture(spec, {"kwargs": {"num_classes": classes}}), state, what)
-    info = {"source_checkpoint": {"path": str(source.path), "sha256": sha, "url": source.url}}
-    return net, info, {"name": spec["arch"], "kwargs": {"num_classes": classes}}
-
-
-@contextlib.contextmanager
-def _hub_offline_unless_reachable(host: str) -> Iterator[None]:
-    """Without a route to the Hugging Face hub, read its cache only: huggingface_hub would
-    otherwise retry a failing download for most of a minute before giving up."""
-    import huggingface_hub.constants as hub
-
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        reachable = True
-    except OSError:
-        reachable = False
-    previous = hub.HF_HUB_OFFLINE
-    hub.HF_HUB_OFFLINE = previous or not reachable
-    try:
-        yield
-    finally:
-        hub.HF_HUB_OFFLINE = previous
-
-
-def _acquire_timm(spec: Mapping, root: Path, what: str):
-    import timm
-
-    if not timm.is_model(spec["name"]):
-        raise NFBenchError(f"{what}: {one_of(spec['name'], timm.list_models(), 'timm model')}")
-    try:
-        with network_timeout(), _hub_offline_unless_reachable("huggingface.co"):
-            net = timm.create_model(spec["name"], pretrained=True)
-    except Exception as exc:   # timm, huggingface_hub and urllib each raise their own types
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise NFBenchError(f"{what}: timm could not load the pretrained weights of {spec['name']} ({reason}); "
-                           f"without network they must already be in timm's cache") from exc
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    installed = hashlib.sha256(save(state)).hexdigest()
-    if "sha256" in spec and installed != spec["sha256"]:
-        raise NFBenchError(f"{what}: the sha256 of {spec['name']}'s weights (as model.safetensors) is "
-                           f"{installed}, expected {spec['sha256']}; refused")
-    info = {"source_checkpoint": {"timm": spec["name"], "sha256": installed}}
-    net = add_pixel_normalization(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"]).eval()
-    return net, info, {"name": spec["name"], "kwargs": {"num_classes": net.num_classes}}
-
-
-def _acquire_file(spec: Mapping, root: Path, what: str):
-    field = f"{what}.{{}}".format                          # errors name the spec key they concern
-    try:
-        entry_point(spec["entry_point"])                  # fail on a bad entry point before any download
-    except NFBenchError as exc:
-        raise NFBenchError(f"{field('entry_point')}: {exc}") from exc
-    source = sources.source_file(spec, root, what)
-    sha = sources.obtain(source, what)
-    state = load_state_file(source.path, field("checkpoint"))
-    net = _load_into(build_architecture(spec, {}), state, field("checkpoint"))
-    info = {"source_checkpoint": {"path": str(source.path), "sha256": sha,
-                                  **({"url": source.url} if source.url else {})}}
-    return net, info, {"name": spec["entry_point"]}
-
-
-def check_output_shape(net: nn.Module, data, what: str) -> None:
-    x = data.test.images(torch.arange(2))
-    with torch.no_grad():
-        out = net(x)
-    expected = (2, data.num_classes)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise NFBenchError(f"{what}: the model maps a batch of 2 {data.name} images to {shape}; "
-                           f"expected logits of shape {expected}")
-
-
-def check_classifier(net: nn.Module, data, what: str) -> None:
-    """A classifier the frames and the attack can use: logits of the right shape for the suite's
-    images, finite, the same on a second call, and differentiable with respect to the input."""
-    x = data.test.images(torch.arange(2)).requires_grad_(True)
-    try:
-        check_output_shape(net, data, what)
-        with torch.enable_grad():
-            out = net(x)
-        with torch.no_grad():
-            again = net(x)
-    except NFBenchError:
-        raise
-    except Exception as exc:   # whatever the model's own code raises
-        reason = (str(exc).splitlines() or [""])[0][:160]
-        raise NFBenchError(f"{what}: the model fails on a batch of 2 {data.name} images of shape "
-                           f"{tuple(x.shape)} ({type(exc).__name__}: {reason})") from exc
-    if not torch.isfinite(out).all():
-        raise NFBenchError(f"{what}: the model's logits for 2 {data.name} images contain NaN or inf")
-    if not torch.equal(out.detach(), again):
-        raise NFBenchError(f"{what}: the model gives different logits for the same images on a second call "
-                           f"(dropout or other randomness left on in eval mode?)")
-    grad = torch.autograd.grad(out.sum(), x, allow_unused=True)[0] if out.requires_grad else None
-    if grad is None or not torch.isfinite(grad).all() or not grad.any():
-        raise NFBenchError(f"{what}: the logits have no usable gradient with respect to the input "
-                           f"(frames and the PGD attack differentiate the model through its input)")
-
-
-def check_autoencoder(net: nn.Module, data, what: str) -> None:
-    x = data.test.images(torch.arange(2))
-    try:
-        with torch.no_grad():
-            z = net.encode(x)
-            out = net.decode(z)
-    except AttributeError as exc:
-        raise NFBenchError(f"{what}: an autoencoder needs encode(x) and decode(z) methods ({exc})") from exc
-    if not isinstance(out, torch.Tensor) or out.shape != x.shape or z.ndim != 2:
-        raise NFBenchError(f"{what}: encode/decode must map images {tuple(x.shape)} to latents [2, d] and back; "
-                           f"got latents {tuple(getattr(z, 'shape', ()))} "
-                           f"and images {tuple(getattr(out, 'shape', ()))}")

@@ -2,7 +2,7 @@
 
 Clean accuracy, robust accuracy under the suite's attack (PGD or AutoAttack) in L∞ at its ε (and in L2
 at its own ε for an L2-trained model), with how it was measured (`attacks.attack_record`),
-accuracy on rotated and on translated images (`zoo.evaluate`), written with each model's
+accuracy on rotated and on translated images (`models.evaluate`), written with each model's
 identity to metrics/models.json (committed, `dvc metrics show`).  One process for all models:
 a stage per model would pay the import of torch and MLflow once per model.
 """
