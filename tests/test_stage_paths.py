@@ -111,3 +111,10 @@ def test_the_metrics_stage_names_a_missing_input(params, tmp_path):
     with pytest.raises(NFBenchError, match="^" + re.escape(missing)):
         metrics.run(params, **paths)
     assert not (tmp_path / "points").exists() and not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_code_dependency_exists(name):
+    """A module moved or renamed without dvc.yaml fails here, not in the first `dvc repro`."""
+    code = [p for p in _paths(_stage(name).get("deps")) if p.startswith("benchmark/")]
+    assert code and [p for p in code if not (ROOT / p).exists()] == []
