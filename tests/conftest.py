@@ -35,3 +35,25 @@ def synthetic_stats(model_id: str, sensitivity, rank, *, layers: Sequence[str], 
         depth=torch.linspace(0, 1, len(layers), dtype=torch.float64), sensitivity=sensitivity, rank=rank,
         family_rank=torch.stack([rank] * len(names)) if family_rank is None else family_rank,
         penultimate=list(layers).index("logits") - 1 if "logits" in layers else None, meta=record)
+
+
+
+def run_suite(params: Mapping) -> None:
+    """A miniature suite's pipeline in the working directory, in-process (no DVC, no MLflow):
+    `params` becomes params.yaml, then points, every model, accuracies, frames, statistics and
+    the suite's leaderboard entries; submissions/ is left empty for cards."""
+    import yaml
+
+    from benchmark import pipeline
+    from benchmark.config import PARAMS_FILE, load_params
+    from benchmark.stages import data, evaluate, fetch, frames, leaderboard, metrics
+
+    PARAMS_FILE.write_text(yaml.safe_dump(dict(params)))
+    params = load_params()
+    data.run(params)
+    fetch.run(params, list(params["model_groups"]), track=False)
+    evaluate.run(params, track=False)
+    frames.run(params, track=False)
+    metrics.run(params)
+    leaderboard.run(params)
+    pipeline.SUBMISSIONS.mkdir()

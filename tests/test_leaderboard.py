@@ -21,6 +21,7 @@ from benchmark import leaderboard as lb
 from benchmark.cli import main
 from benchmark.scores import BY_LABEL, SCORES
 from benchmark.storage import read_json, sha256_file, write_json
+from tests.conftest import run_suite
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -84,11 +85,7 @@ def save_checkpoint(factory: str, path: Path, seed: int) -> str:
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    """The miniature suite's checkout after `dvc repro`: points, its model's statistics, suite entries."""
-    from benchmark import pipeline
-    from benchmark.config import load_params
-    from benchmark.stages import data, evaluate, fetch, frames, leaderboard, metrics
-
+    """The miniature suite's checkout after its pipeline: points, its model's statistics, suite entries."""
     root = tmp_path_factory.mktemp("suite")
     shutil.copytree(ROOT / "suites", root / "suites")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -99,15 +96,7 @@ def suite(tmp_path_factory):
         params.update(SUITE, device="cpu", models={"base-std": {
             "role": "standard", "source": "file", "entry_point": "submission_nets:tiny",
             "checkpoint": "checkpoints/base-std.pt", "sha256": sha}})
-        (root / "params.yaml").write_text(yaml.safe_dump(params))
-        params = load_params()
-        data.run(params)
-        fetch.run(params, ["base-std"], track=False)
-        evaluate.run(params, track=False)
-        frames.run(params, track=False)
-        metrics.run(params)
-        leaderboard.run(params)
-        (root / pipeline.SUBMISSIONS).mkdir()
+        run_suite(params)
     return root
 
 

@@ -19,6 +19,7 @@ from benchmark import scores
 from benchmark.cli import main
 from benchmark.metrics import FrameStatistics
 from benchmark.storage import read_json, sha256_file
+from tests.conftest import run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [0, 1, 2]
@@ -28,10 +29,6 @@ SEEDS = [0, 1, 2]
 def suite(tmp_path_factory):
     """A checkout of three of the embedded suite's standard models (published checkpoints) on 32
     points, after the pipeline: their statistics and suite entries."""
-    from benchmark import pipeline
-    from benchmark.config import load_params
-    from benchmark.stages import data, evaluate, fetch, frames, leaderboard, metrics
-
     root = tmp_path_factory.mktemp("ranking")
     shutil.copytree(ROOT / "suites", root / "suites")
     (root / "zoo" / "embedded").mkdir(parents=True)
@@ -46,15 +43,7 @@ def suite(tmp_path_factory):
                                  "noise": {"count": 4, "seed": 0}})
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        (root / "params.yaml").write_text(yaml.safe_dump(params))
-        params = load_params()
-        data.run(params)
-        fetch.run(params, ["std"], track=False)
-        evaluate.run(params, track=False)
-        frames.run(params, track=False)
-        metrics.run(params)
-        leaderboard.run(params)
-        (root / pipeline.SUBMISSIONS).mkdir()
+        run_suite(params)
     return root
 
 
