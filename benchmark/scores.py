@@ -143,6 +143,7 @@ def score_replicates(stats: FrameStatistics, reference: Mapping[str, FrameStatis
             raise NFBenchError(f"the model's frame and the reference model {m}'s differ in augmentations "
                                f"({', '.join(sorted(set(theirs) ^ set(labels)))}); both must come from the "
                                f"suite's perturbation settings")
+
     def rows(name: str, key: str, pooled: bool = True) -> list[np.ndarray | None]:
         if SCORES[name].measure.get("perturbation", {}).get("labels") == AUGMENTATIONS and not labels:
             return [None]                                       # a frame without augmentations
