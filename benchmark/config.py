@@ -2,7 +2,7 @@
 
 params.yaml is the pipeline's single source of parameters (DVC tracks it key by key).  A
 suite preset (suites/<name>.yaml) holds the suite-dependent sections — data, attack,
-perturbations, generative, models — and `nfbench suite use NAME` copies them into
+perturbations, generative, models, leaderboard — and `nfbench suite use NAME` copies them into
 params.yaml, keeping the global settings (device, checkpoints, frames, tracking).
 
 Local models (trained by a recipe) may name a published checkpoint, `published: {checkpoint,
@@ -35,12 +35,11 @@ from .vocab import ATTACK_METHODS, AUTOATTACK_STANDARD, DATASETS, LEADERBOARD_SC
 
 PARAMS_FILE = Path("params.yaml")
 SUITES_DIR = Path("suites")
-SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models")
-# a suite's sections with defaults (`LEADERBOARD`), copied by `nfbench suite use` when the preset has them
-OPTIONAL_SUITE_SECTIONS = ("leaderboard",)
-# how the leaderboard ranks: its primary score (the default sort and the rank column), and the clean
-# accuracy an entry needs to be ranked: at least chance (1 / classes) + above_chance, and at least the
-# suite's standard models' mean − below_standard (null: no such floor); SUBMITTING.md, "Ranking"
+SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models", "leaderboard")
+# leaderboard: how the suite's leaderboard ranks: its primary score (the default sort and the rank column),
+# and the clean accuracy an entry needs to be ranked: at least chance (1 / classes) + above_chance, and at
+# least the suite's standard models' mean − below_standard (null: no such floor); SUBMITTING.md, "Ranking".
+# A preset must have the section (dvc.yaml tracks it); its keys default to these.
 LEADERBOARD = {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.5, "below_standard": None}}
 GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
 CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
@@ -85,7 +84,7 @@ def load_suite(name: str, suites_dir: Path = SUITES_DIR) -> dict:
     suite = read_yaml(path) or {}
     if not isinstance(suite, Mapping):
         raise NFBenchError(f"{path}: must be a mapping of {', '.join(SUITE_SECTIONS)}")
-    known_keys(suite, (*SUITE_SECTIONS, *OPTIONAL_SUITE_SECTIONS, "description"), str(path), "section")
+    known_keys(suite, (*SUITE_SECTIONS, "description"), str(path), "section")
     return dict(suite)
 
 
@@ -100,7 +99,7 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
 
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping of {', '.join(GLOBAL_SECTIONS + SUITE_SECTIONS)}")
-    known_keys(raw, GLOBAL_SECTIONS + SUITE_SECTIONS + OPTIONAL_SUITE_SECTIONS, where, "section")
+    known_keys(raw, GLOBAL_SECTIONS + SUITE_SECTIONS, where, "section")
     for key in ("suite", *SUITE_SECTIONS):
         if key not in raw:
             raise NFBenchError(f"{where}: missing section {key!r}")
@@ -199,7 +198,7 @@ def _attack_section(p: dict, where: str) -> None:
 
 def _leaderboard_section(p: dict, where: str) -> None:
     """leaderboard: the primary score and the clean-accuracy floors of ranking (`LEADERBOARD`)."""
-    value = mapping(p.get("leaderboard") or {}, f"{where}: leaderboard", "a mapping of primary, ranked_if")
+    value = mapping(p["leaderboard"] or {}, f"{where}: leaderboard", "a mapping of primary, ranked_if")
     known_keys(value, LEADERBOARD, f"{where}: leaderboard", at_key=True)
     out = {**LEADERBOARD, **value}
     one_name(out["primary"], LEADERBOARD_SCORES, f"{where}: leaderboard.primary", "score")
@@ -442,11 +441,6 @@ def use_suite(name: str, params_path: Path = PARAMS_FILE, suites_dir: Path = SUI
     current["suite"] = name
     for key in SUITE_SECTIONS:
         current[key] = preset[key]
-    for key in OPTIONAL_SUITE_SECTIONS:                   # another suite's setting must not stay behind
-        if key in preset:
-            current[key] = preset[key]
-        elif key in current:
-            del current[key]
     buffer = io.StringIO()
     rt.dump(current, buffer)
     text = buffer.getvalue()
@@ -491,8 +485,7 @@ def record_published(suite: str, records: Mapping[str, tuple[str, dict]], params
         rt.dump(doc, buffer)
         texts[path] = buffer.getvalue()
     preset = yaml.safe_load(texts[targets[0]])
-    sections = {k: preset[k] for k in (*SUITE_SECTIONS, *OPTIONAL_SUITE_SECTIONS) if k in preset}
-    validate_params({"suite": suite, **sections}, str(targets[0]), suites_dir)
+    validate_params({"suite": suite, **{k: preset[k] for k in SUITE_SECTIONS}}, str(targets[0]), suites_dir)
     if params_path in texts:
         validate_params(yaml.safe_load(texts[params_path]), str(params_path), suites_dir)
     return texts

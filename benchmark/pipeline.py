@@ -84,12 +84,12 @@ def suite_params(params: Mapping, suite: str | None) -> dict:
     """params.yaml, or another suite's preset with params.yaml's global settings."""
     if suite is None or suite == params["suite"]:
         return dict(params)
-    from .config import GLOBAL_SECTIONS, OPTIONAL_SUITE_SECTIONS, SUITE_SECTIONS, load_suite, validate_params
+    from .config import GLOBAL_SECTIONS, SUITE_SECTIONS, load_suite, validate_params
 
     preset = load_suite(suite)
-    sections = {k: preset[k] for k in (*SUITE_SECTIONS, *OPTIONAL_SUITE_SECTIONS) if k in preset}
     settings = {k: params[k] for k in GLOBAL_SECTIONS if k in params}      # not the validated extras
-    return validate_params({**settings, "suite": suite, **sections}, f"suites/{suite}.yaml")
+    return validate_params({**settings, "suite": suite, **{k: preset[k] for k in SUITE_SECTIONS}},
+                           f"suites/{suite}.yaml")
 
 
 def model_accuracy(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, data=None) -> dict:

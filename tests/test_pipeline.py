@@ -31,6 +31,7 @@ TINY = {
     "description": "tiny suite for the pipeline test",
     "data": {"dataset": "mnist5k", "eval_points": 12, "seed": 0},
     "attack": {"eps": 0.2, "steps": 2},
+    "leaderboard": {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.2}},
     "perturbations": {"augmentation": {"transforms": ["rotate", "translate_x"]},
                       "noise": {"count": 3, "seed": 0}, "generative": {"model": "vae", "count": 2}},
     "generative": {"vae": {"epochs": 1, "latent_dim": 4, "batch_size": 128}},

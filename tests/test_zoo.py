@@ -334,6 +334,7 @@ TINY_SUITE = {
     "description": "one tiny local model",
     "data": {"dataset": "mnist5k", "eval_points": 8, "seed": 0},
     "attack": {"eps": 0.2, "steps": 1},
+    "leaderboard": {"primary": "noise_suppression"},
     "perturbations": {"noise": {"count": 2, "seed": 0}},
     "generative": {"vae": {"epochs": 1, "latent_dim": 4}},
     "models": {"m": {"role": "standard", "source": "local", "recipe": "standard", "seed": 3, "epochs": 1,
@@ -456,16 +457,14 @@ def test_the_committed_published_checkpoints_are_the_suites(tmp_path):
     recipe it was trained with (what `nfbench fetch` checks)."""
     import json
 
-    from benchmark.config import load_suite, suite_names, validate_params
+    from benchmark.config import SUITE_SECTIONS, load_suite, suite_names, validate_params
     from benchmark.models.published import METADATA_KEY, recipe
     from benchmark.storage import safetensors_metadata
 
     count = 0
     for name in suite_names(ROOT / "suites"):
         preset = load_suite(name, ROOT / "suites")
-        params = validate_params({"suite": name, **{k: preset[k] for k in ("data", "attack", "perturbations",
-                                                                              "generative", "models")}},
-                                 name, ROOT / "suites")
+        params = validate_params({"suite": name, **{k: preset[k] for k in SUITE_SECTIONS}}, name, ROOT / "suites")
         for group in ("generative", "models"):
             for spec in params[group].values():
                 if "published" not in spec:
