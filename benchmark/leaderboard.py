@@ -146,7 +146,11 @@ class Ranking:
                    **settings["ranked_if"])
 
 
-def rank(entries: Iterable[Mapping], ranking: Ranking) -> tuple[list[tuple[str, Mapping]], list[tuple[str, Mapping]]]:
+# (ranked: [(rank as shown, entry)] best first, unranked: [(why not, entry)])
+Standing = tuple[list[tuple[str, Mapping]], list[tuple[str, Mapping]]]
+
+
+def rank(entries: Iterable[Mapping], ranking: Ranking) -> Standing:
     """(ranked, unranked): the ranked entries best first with their rank as shown (the range of
     ranks over the bootstrap replicates of the primary score, e.g. "2–5"; the position when
     sorting by another score), and the others with the reason they are not ranked."""
@@ -253,18 +257,18 @@ def _row_cells(entry: Mapping) -> list[str]:
     return [f"[{name}]({link})" if link else name, f"`{entry['id']}`", _kind(entry), entry["role"]]
 
 
-def leaderboard_markdown(entries: Iterable[Mapping], suite: str, ranking: Ranking) -> str:
-    """reports/leaderboard.md: the ranked table, the entries not ranked, then invariance per augmentation."""
-    entries = list(entries)
-    ranked, unranked = rank(entries, ranking)
+def leaderboard_markdown(standing: Standing, suite: str, ranking: Ranking) -> str:
+    """reports/leaderboard.md: the ranked table, the entries not ranked, then invariance per augmentation
+    (`standing`: `rank`'s result for `ranking`)."""
+    ranked, unranked = standing
+    entries = [e for _, e in ranked] + [e for _, e in unranked]
     rows = [[shown, *_row_cells(e), *(" ".join(_shown(e, k)).strip() for k in SCORES)] for shown, e in ranked]
     shut_out = [[*_row_cells(e), format_score("clean_acc", e["scores"].get("clean_acc")), reason]
                 for reason, e in unranked]
-    ordered = [e for _, e in ranked] + [e for _, e in unranked]
-    labels = _labels(*ordered)
+    labels = _labels(*entries)
     per_label = [[f"`{e['id']}`", *(" ".join(_shown(e, "augmentation_invariance", label)).strip()
                                     for label in labels)]
-                 for e in ordered]
+                 for e in entries]
     lines = [f"# Leaderboard — suite `{suite}`", "",
              "Neural-frame profile of every model.  Scores are read at each model's penultimate layer from its "
              "frame statistics on the suite's fixed evaluation points, each with its 95 % interval in "
@@ -302,12 +306,12 @@ def _sparkline(profile: Mapping, low: float, high: float, width: int = 120, heig
             f'viewBox="0 0 {width} {height}" role="img">{"".join(lines)}</svg>')
 
 
-def leaderboard_html(entries: Iterable[Mapping], suite: str, ranking: Ranking) -> str:
+def leaderboard_html(standing: Standing, suite: str, ranking: Ranking) -> str:
     """reports/leaderboard.html: the ranked table (sortable by clicking a header; each score with
     its interval; one sparkline per model of its family sensitivities along depth), then the
-    entries not ranked; no external resources."""
-    entries = list(entries)
-    ranked, unranked = rank(entries, ranking)
+    entries not ranked; no external resources (`standing`: `rank`'s result for `ranking`)."""
+    ranked, unranked = standing
+    entries = [e for _, e in ranked] + [e for _, e in unranked]
     values = [v for e in entries for vs in e["profile"]["families"].values() for v in vs if v is not None and v > 0]
     low, high = (min(values), max(values)) if values else (0.1, 1.0)
     esc = html.escape

@@ -49,13 +49,14 @@ def test_the_leaderboard_page_sorts_by_a_clicked_header(browser, tmp_path):
     page = tmp_path / "leaderboard.html"
     ranking = Ranking("augmentation_invariance", "augmentation_invariance", chance=0.1, above_chance=0.5,
                       below_standard=0.1)
-    page.write_text(leaderboard_html(entries, "embedded", ranking))
+    standing = rank(entries, ranking)
+    page.write_text(leaderboard_html(standing, "embedded", ranking))
     browser.get(page.as_uri())
 
     def shown() -> list[str]:
         return [c.text for c in browser.find_elements(By.CSS_SELECTOR, "tbody tr td:nth-child(2) code")]
 
-    ranked = rank(entries, ranking)[0]
+    ranked = standing[0]
     initial = [e["id"] for _, e in ranked]
     assert shown() == initial
     ranks = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "tbody tr td.rank")]

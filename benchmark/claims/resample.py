@@ -176,11 +176,14 @@ class _Context:
         how = self.measure.aggregate.points
         for m in ids:
             key = ("point aggregate", m, what, tuple(s.index[m] for s in slots), how, self.draws.stream)
-            if self.draws.stream is None or key not in self._cache:
-                q = self.quantity(m, what)
-                rows = np.stack([q[s.index[m]] for s in slots])                  # [S, B]
-                self._cache[key] = _point_aggregate(rows, self.draws.counts, how)
-            out.append(self._cache[key] if self.draws.stream is not None else self._cache.pop(key))
+            if key in self._cache:
+                out.append(self._cache[key])
+                continue
+            q = self.quantity(m, what)
+            aggregate = _point_aggregate(np.stack([q[s.index[m]] for s in slots]), self.draws.counts, how)   # [R, S]
+            if self.draws.stream is not None:             # kept only when the stream is shared (`_Draws`)
+                self._cache[key] = aggregate
+            out.append(aggregate)
         return np.stack(out)
 
     def role_mean(self, group: Group, what, slots: list[_Slot]) -> np.ndarray:

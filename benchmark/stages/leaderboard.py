@@ -92,11 +92,9 @@ def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> 
                                f"pass --replace to overwrite it")
         entry = score_card(params, card, SUBMITTED_MODELS)
         write_json(path, entry)
-        render(params)
+        _, unranked = render(params)
         s = entry["scores"]
-        _, unranked = lb.rank(read_entries(suite_dir(params)) + read_entries(submitted_dir(params)),
-                              lb.Ranking.of(params))
-        why = dict((e["id"], reason) for reason, e in unranked).get(card.id)
+        why = unranked.get(card.id)
         info["did"] = (f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in scores.SCORES)
                        + (f"; not ranked: {why}" if why else "; ranked"))
         info["out"] = f"{path}, {REPORTS}/leaderboard.md"
@@ -161,16 +159,19 @@ def refresh(params: Mapping, *, statistics: Path = STATISTICS, accuracies: Path 
 
 
 def render(params: Mapping, sort: str | None = None, *, entries: Path | None = None, submitted: Path | None = None,
-           markdown: Path = REPORTS / "leaderboard.md", html: Path = REPORTS / "leaderboard.html") -> list[Path]:
+           markdown: Path = REPORTS / "leaderboard.md",
+           html: Path = REPORTS / "leaderboard.html") -> tuple[list[Path], dict[str, str]]:
     """`markdown` and `html` (reports/leaderboard.md, .html) from the suite's and the submitted entries
-    (by default leaderboard/<suite>-suite/ and leaderboard/<suite>/)."""
+    (by default leaderboard/<suite>-suite/ and leaderboard/<suite>/): (the pages, id -> why not
+    ranked for the entries that are not)."""
     shown = read_entries(entries or suite_dir(params)) + read_entries(submitted or submitted_dir(params))
     ranking = lb.Ranking.of(params, sort)
-    pages = {Path(markdown): lb.leaderboard_markdown(shown, params["suite"], ranking),
-             Path(html): lb.leaderboard_html(shown, params["suite"], ranking)}
+    standing = lb.rank(shown, ranking)
+    pages = {Path(markdown): lb.leaderboard_markdown(standing, params["suite"], ranking),
+             Path(html): lb.leaderboard_html(standing, params["suite"], ranking)}
     for path, text in pages.items():
         write_text(path, text)
-    return list(pages)
+    return list(pages), {e["id"]: reason for reason, e in standing[1]}
 
 
 def run(params: Mapping, sort: str | None = None, *, statistics: Path = STATISTICS, accuracies: Path = MODEL_METRICS,
@@ -185,10 +186,10 @@ def run(params: Mapping, sort: str | None = None, *, statistics: Path = STATISTI
         read_entries(submitted, shown=False)          # an unreadable entry fails before anything is written
         refreshed = refresh(params, statistics=statistics, accuracies=accuracies, points=points,
                             autoencoder=autoencoder, entries=entries)
-        written = render(params, sort, entries=entries, submitted=submitted, markdown=markdown, html=html)
-        n = len(read_entries(submitted))
+        written, _ = render(params, sort, entries=entries, submitted=submitted, markdown=markdown, html=html)
+        counts = [len(list(Path(d).glob("*.json"))) for d in (entries, submitted)]     # both just read by render
         info["did"] = (f"{'refreshed' if refreshed else 'kept (no statistics of the suite here)'} "
-                       f"{len(read_entries(entries))} suite entries, {n} submitted")
+                       f"{counts[0]} suite entries, {counts[1]} submitted")
         info["out"] = ", ".join(map(str, written))
 
 
