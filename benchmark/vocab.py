@@ -25,4 +25,6 @@ AUTOATTACK_STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 LEADERBOARD_SCORES = ("augmentation_invariance", "noise_suppression", "on_manifold_retention", "rank_retention",
                       "clean_acc", "robust_acc")
 
-CLASSIFIERS = ("smallcnn",)          # local architectures a recipe can train (benchmark/models/nets.py)
+CLASSIFIERS = ("smallcnn", "mlp", "vit")   # local architectures a recipe can train (benchmark/models/nets.py)
+# what kind of network a model is (benchmark/models/layouts.py says which class is which)
+ARCHITECTURE_FAMILIES = ("convolutional", "fully-connected", "transformer")

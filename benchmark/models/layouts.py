@@ -1,4 +1,9 @@
-"""Layers that mean the same thing across architectures: each family's block outputs.
+"""What kind of network a model is, and the layers that mean the same thing across architectures.
+
+Every architecture nfbench knows has an architecture family (vocab.ARCHITECTURE_FAMILIES:
+convolutional, fully connected, transformer), which the claims compare and the reports show,
+and declares its block outputs.  nfbench's own networks (nets.py) carry both as attributes
+(`architecture_family`, `observable_layers`); the imported ones are declared here by class.
 
 With `frames.layers: auto` a model is observed at the layers its architecture declares here:
 the stem, every residual stage (block group), the pooled features and the logits.  So the
@@ -13,24 +18,62 @@ features are observed as what the classifier receives (`<head>:input`, see frame
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from torch import nn
 
 _RB = "robustbench.model_zoo.architectures."
 
-# (defining module, class name) -> the block outputs, in execution order, of a network of that
-# class or a subclass (RobustBench's zoo subclasses these to add input normalization).
-_FAMILIES: dict[tuple[str, str], Callable[[nn.Module], list[str]]] = {
+class Architecture(NamedTuple):
+    family: str                                     # one of vocab.ARCHITECTURE_FAMILIES
+    blocks: Callable[[nn.Module], list[str]]        # the block outputs of a network, in execution order
+
+
+_CONV = "convolutional"
+
+# (defining module, class name) -> the architecture of a network of that class or a subclass
+# (RobustBench's zoo subclasses these to add input normalization).
+_ARCHITECTURES: dict[tuple[str, str], Architecture] = {
     # conv1 → block1..3 → relu(bn1) → pool → fc
-    (_RB + "wide_resnet", "WideResNet"): lambda net: ["conv1", "block1", "block2", "block3", "relu", "fc:input"],
+    (_RB + "wide_resnet", "WideResNet"): Architecture(
+        _CONV, lambda net: ["conv1", "block1", "block2", "block3", "relu", "fc:input"]),
     # relu(bn1(conv1)) is functional: the stem output is what layer1 receives
-    (_RB + "resnet", "ResNet"): lambda net: ["layer1:input", "layer1", "layer2", "layer3", "layer4", "linear:input"],
-    (_RB + "resnet", "PreActResNet"): lambda net: ["conv1", "layer1", "layer2", "layer3", "layer4", "linear:input"],
+    (_RB + "resnet", "ResNet"): Architecture(
+        _CONV, lambda net: ["layer1:input", "layer1", "layer2", "layer3", "layer4", "linear:input"]),
+    (_RB + "resnet", "PreActResNet"): Architecture(
+        _CONV, lambda net: ["conv1", "layer1", "layer2", "layer3", "layer4", "linear:input"]),
     # DeepMind's WRN: init_conv → layer (block groups) → relu(batchnorm) → pool → logits
-    (_RB + "dm_wide_resnet", "DMWideResNet"): lambda net: (
-        ["init_conv"] + [f"layer.{i}" for i in range(len(net.layer))] + ["relu", "logits:input"]),
-    ("torchvision.models.resnet", "ResNet"): lambda net: ["maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"],
+    (_RB + "dm_wide_resnet", "DMWideResNet"): Architecture(
+        _CONV, lambda net: ["init_conv"] + [f"layer.{i}" for i in range(len(net.layer))] + ["relu", "logits:input"]),
+    ("torchvision.models.resnet", "ResNet"): Architecture(
+        _CONV, lambda net: ["maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]),
 }
+
+
+def _declared(net: nn.Module) -> tuple[str, Architecture, nn.Module] | None:
+    """(prefix, architecture, network) of `net`'s declared class, looking through a plain
+    `nn.Sequential` wrapper (RobustBench's ImageNet models: normalize → model) to the inner
+    network it names `prefix`."""
+    for cls in type(net).__mro__:
+        architecture = _ARCHITECTURES.get((cls.__module__, cls.__name__))
+        if architecture is not None:
+            return "", architecture, net
+    if type(net) is nn.Sequential:
+        for name, child in net.named_children():
+            inner = _declared(child)
+            if inner is not None:
+                return f"{name}.{inner[0]}", *inner[1:]
+    return None
+
+
+def architecture_family(net: nn.Module) -> str | None:
+    """The architecture family of `net` (its own `architecture_family`, or its class's here), or
+    None for a class nfbench does not know."""
+    own = getattr(net, "architecture_family", None)
+    if own is not None:
+        return own
+    declared = _declared(net)
+    return declared[1].family if declared is not None else None
 
 
 def block_outputs(net: nn.Module) -> list[str] | None:
@@ -39,16 +82,11 @@ def block_outputs(net: nn.Module) -> list[str] | None:
     A plain `nn.Sequential` wrapper (RobustBench's ImageNet models: normalize → model) is looked
     through: its inner network's layers, with the wrapper's prefix.
     """
-    for cls in type(net).__mro__:
-        family = _FAMILIES.get((cls.__module__, cls.__name__))
-        if family is not None:
-            return family(net)
-    if type(net) is nn.Sequential:
-        for name, child in net.named_children():
-            inner = block_outputs(child)
-            if inner is not None:
-                return [f"{name}.{layer}" for layer in inner]
-    return None
+    declared = _declared(net)
+    if declared is None:
+        return None
+    prefix, architecture, inner = declared
+    return [prefix + layer for layer in architecture.blocks(inner)]
 
 
 def declare_block_outputs(net: nn.Module) -> nn.Module:

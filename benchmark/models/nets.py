@@ -1,4 +1,5 @@
-"""The small networks trained locally: a CNN classifier and a convolutional VAE.
+"""The small networks trained locally: classifiers of three architecture families (a CNN, a
+fully connected network and a vision transformer) and a convolutional VAE.
 
 Both take pixels in [0, 1] (any normalisation happens inside), use no in-place operations,
 and name every block so that layer names read well in frame reports.  Downloaded and imported
@@ -6,6 +7,8 @@ networks are given the same [0, 1] input by `add_pixel_normalization`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -63,6 +66,8 @@ class SmallCNN(nn.Module):
     fc1, relu4, fc2 (logits).
     """
 
+    architecture_family = "convolutional"
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28,
                  width: int = 8, hidden: int = 128):
         super().__init__()
@@ -91,6 +96,121 @@ class SmallCNN(nn.Module):
         x = self.pool2(self.relu2(self.conv2(x)))
         x = self.pool3(self.relu3(self.conv3(x)))
         return self.fc2(self.relu4(self.fc1(self.flatten(x))))
+
+
+class MLP(nn.Module):
+    """A fully connected classifier, no spatial inductive bias: flatten, (fc-relu) ×4, fc, with
+    12·width hidden units (96 at width 8: 104k parameters at 28×28).
+
+    Its block outputs, like SmallCNN's three stages and hidden layer, are three hidden layers and
+    the penultimate one: relu1, relu2, relu3, relu4 (then the logits).
+    """
+
+    architecture_family = "fully-connected"
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 8):
+        super().__init__()
+        hidden = 12 * width
+        self.normalize = _normalize(in_channels)
+        self.flatten = nn.Flatten()
+        sizes = [in_channels * image_size ** 2] + [hidden] * 4
+        for i in range(1, 5):
+            setattr(self, f"fc{i}", nn.Linear(sizes[i - 1], sizes[i]))
+            setattr(self, f"relu{i}", nn.ReLU())
+        self.fc5 = nn.Linear(hidden, num_classes)
+        self.observable_layers: list[str] = ["relu1", "relu2", "relu3", "relu4"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.normalize(x))
+        for i in range(1, 5):
+            x = getattr(self, f"relu{i}")(getattr(self, f"fc{i}")(x))
+        return self.fc5(x)
+
+
+class PatchEmbedding(nn.Module):
+    """Non-overlapping patch×patch patches as tokens (a strided convolution), a learned class
+    token in front, learned positions added: [B, C, H, W] -> [B, 1 + (H/patch)², dim]."""
+
+    def __init__(self, in_channels: int, dim: int, patch: int, image_size: int):
+        super().__init__()
+        self.project = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(0.02 * torch.randn(1, 1 + (image_size // patch) ** 2, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.project(x).flatten(2).transpose(1, 2)
+        return torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.position
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written out in matmuls and a softmax (no fused kernel), so that
+    forward-mode AD and vmap see plain differentiable operations."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"SelfAttention needs dim divisible by heads, got {dim} and {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // self.heads), dim=-1)
+        return self.out((weights @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class TransformerBlock(nn.Module):
+    """A pre-norm transformer block: x + attention(norm(x)), then x + mlp(norm(x)) (GELU)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ClassToken(nn.Module):
+    """The class token of a token sequence: [B, N, dim] -> [B, dim]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+class SmallViT(nn.Module):
+    """A small vision transformer (Dosovitskiy et al.'s layout): 7×7 patches, 3 pre-norm blocks of
+    4 heads at dim 4·width, layer norm, the class token, a linear head (29k parameters at width 8,
+    28×28 input).
+
+    Its block outputs, like SmallCNN's stages: the patch embedding, each block, and the class
+    token after the final norm (the penultimate representation): embed, blocks.0, blocks.1,
+    blocks.2, pool (then the logits).
+    """
+
+    architecture_family = "transformer"
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, width: int = 8,
+                 patch: int = 7, depth: int = 3, heads: int = 4):
+        super().__init__()
+        if image_size % patch:
+            raise ValueError(f"SmallViT needs an image size divisible by its patch size {patch}, got {image_size}")
+        dim = 4 * width
+        self.normalize = _normalize(in_channels)
+        self.embed = PatchEmbedding(in_channels, dim, patch, image_size)
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, 2 * dim) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.pool = ClassToken()
+        self.head = nn.Linear(dim, num_classes)
+        self.observable_layers: list[str] = ["embed", *(f"blocks.{i}" for i in range(depth)), "pool"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.norm(self.blocks(self.embed(self.normalize(x))))))
 
 
 class ConvVAE(nn.Module):
@@ -140,7 +260,7 @@ class ConvVAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-ARCHITECTURES: dict[str, type] = {"smallcnn": SmallCNN, "convvae": ConvVAE}
+ARCHITECTURES: dict[str, type] = {"smallcnn": SmallCNN, "mlp": MLP, "vit": SmallViT, "convvae": ConvVAE}
 assert set(CLASSIFIERS) <= set(ARCHITECTURES)
 
 
