@@ -31,22 +31,33 @@ import yaml
 
 from .errors import NFBenchError, one_of
 from .schema import is_number, known_keys, mapping, number, one_name, typed
-from .vocab import ATTACK_METHODS, AUTOATTACK_STANDARD, DATASETS, LEADERBOARD_SCORES, ROLES, SOURCES, TRANSFORMS
+from .vocab import (
+    ARCHITECTURE_FAMILIES,
+    ATTACK_METHODS,
+    AUTOATTACK_STANDARD,
+    DATASETS,
+    LEADERBOARD_SCORES,
+    ROLES,
+    SOURCES,
+    TRANSFORMS,
+)
 
 PARAMS_FILE = Path("params.yaml")
 SUITES_DIR = Path("suites")
 SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models", "leaderboard")
 # leaderboard: how the suite's leaderboard ranks: its primary score (the default sort and the rank column),
 # and the clean accuracy an entry needs to be ranked: at least chance (1 / classes) + above_chance, and at
-# least the suite's standard models' mean − below_standard (null: no such floor); SUBMITTING.md, "Ranking".
+# least the suite's standard models' mean − below_standard (null: no such floor); SUBMITTING.md, "Ranking";
+# and the architecture family of the standard models every score is relative to (`scores.is_reference`).
 # A preset must have the section (dvc.yaml tracks it); its keys default to these.
-LEADERBOARD = {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.5, "below_standard": None}}
+LEADERBOARD = {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.5, "below_standard": None},
+               "reference": "convolutional"}
 GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
 CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
 MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group",
-              "frames_method")
+              "architecture", "frames_method")
 FRAMES_METHODS = ("jvp", "fd")          # frames.method, and a model's own frames_method
 _SOURCE_KEYS = {
     "robustbench": {"name": str, "dataset": str, "threat_model": str, "sha256": str},
@@ -205,6 +216,8 @@ def _leaderboard_section(p: dict, where: str) -> None:
     floors = mapping(out["ranked_if"], f"{where}: leaderboard.ranked_if", "a mapping of above_chance, below_standard")
     known_keys(floors, LEADERBOARD["ranked_if"], f"{where}: leaderboard.ranked_if", at_key=True)
     out["ranked_if"] = {**LEADERBOARD["ranked_if"], **floors}
+    if out["reference"] is not None:
+        one_name(out["reference"], ARCHITECTURE_FAMILIES, f"{where}: leaderboard.reference", "architecture family")
     for key, margin in out["ranked_if"].items():
         if margin is not None or key == "above_chance":
             number(margin, f"{where}: leaderboard.ranked_if.{key}", 0, 1, valid="a clean-accuracy margin in [0, 1]")
@@ -343,6 +356,9 @@ def validate_model(model_id: Any, spec: Any, where: str, generative: bool = Fals
     if "frames_method" in spec and spec["frames_method"] not in FRAMES_METHODS:
         raise NFBenchError(f"{where}.frames_method: {one_of(str(spec['frames_method']), FRAMES_METHODS, 'method')} "
                            f"(fd: central differences, for a model whose operators lack forward-mode AD)")
+    if "architecture" in spec and spec["architecture"] not in ARCHITECTURE_FAMILIES:   # for a class layouts.py lacks
+        raise NFBenchError(f"{where}.architecture: "
+                           f"{one_of(str(spec['architecture']), ARCHITECTURE_FAMILIES, 'family')}")
     if "reference" in spec and not isinstance(spec["reference"], Mapping):
         raise NFBenchError(f"{where}.reference: must map clean_acc/robust_acc to published values")
     meta = {k: spec[k] for k in MODEL_META if k in spec}

@@ -25,8 +25,8 @@ from .attacks import attack_name
 from .errors import NFBenchError, one_of
 from .metrics import FrameStatistics, as_float64, layer_means, nanmean
 from .regression import ROUNDING
-from .scores import BY_LABEL, SCORES, decode_replicates, rank_ranges, reproduces
-from .vocab import DATASET_DIMS
+from .scores import BY_LABEL, SCORES, decode_replicates, is_reference, rank_ranges, reproduces
+from .vocab import DATASET_DIMS, UNLISTED_ARCHITECTURE
 
 __all__ = ["layer_profile", "reference_summary", "compare", "sort_entries", "format_score", "format_interval",
            "leaderboard_markdown", "leaderboard_html"]
@@ -135,6 +135,7 @@ class Ranking:
     chance: float
     above_chance: float
     below_standard: float | None = None
+    reference: str | None = None       # the architecture family of the standard models (`scores.is_reference`)
 
     @classmethod
     def of(cls, params: Mapping, by: str | None = None) -> Ranking:
@@ -143,7 +144,7 @@ class Ranking:
         if by is not None and by not in SCORES:
             raise NFBenchError(f"--sort: {one_of(by, SCORES, 'score')}")
         return cls(by or settings["primary"], settings["primary"], 1 / DATASET_DIMS[params["data"]["dataset"]][2],
-                   **settings["ranked_if"])
+                   **settings["ranked_if"], reference=settings["reference"])
 
 
 # (ranked: [(rank as shown, entry)] best first, unranked: [(why not, entry)])
@@ -155,7 +156,8 @@ def rank(entries: Iterable[Mapping], ranking: Ranking) -> Standing:
     ranks over the bootstrap replicates of the primary score, e.g. "2–5"; the position when
     sorting by another score), and the others with the reason they are not ranked."""
     entries = list(entries)
-    standard = [e["scores"].get("clean_acc") for e in entries if e["kind"] == "suite" and e["role"] == "standard"]
+    standard = [e["scores"].get("clean_acc") for e in entries
+                if e["kind"] == "suite" and is_reference(e, ranking.reference)]
     standard_acc = sum(standard) / len(standard) if standard and None not in standard else None
     reasons = {e["id"]: _unranked(e, ranking, standard_acc) for e in entries}
     ranked = sort_entries([e for e in entries if reasons[e["id"]] is None], ranking.by)
@@ -254,7 +256,12 @@ def _headers(entries: list[Mapping]) -> list[str]:
 def _row_cells(entry: Mapping) -> list[str]:
     name = entry["display_name"].replace("|", "\\|")
     link = _link(entry)
-    return [f"[{name}]({link})" if link else name, f"`{entry['id']}`", _kind(entry), entry["role"]]
+    return [f"[{name}]({link})" if link else name, f"`{entry['id']}`", _kind(entry), entry["role"],
+            _architecture(entry)]
+
+
+def _architecture(entry: Mapping) -> str:
+    return entry.get("architecture") or UNLISTED_ARCHITECTURE
 
 
 def leaderboard_markdown(standing: Standing, suite: str, ranking: Ranking) -> str:
@@ -276,12 +283,12 @@ def leaderboard_markdown(standing: Standing, suite: str, ranking: Ranking) -> st
              "Wilson); ↓/↑ mark the end that ranks first.  Definitions and how to submit a model: "
              "[SUBMITTING.md](../SUBMITTING.md).", "",
              ranking_text(ranking), "",
-             tabulate(rows, headers=["#", "model", "id", "entry", "training", *_headers(entries)],
+             tabulate(rows, headers=["#", "model", "id", "entry", "training", "architecture", *_headers(entries)],
                       tablefmt="github", disable_numparse=True), ""]
     if shut_out:
         lines += ["## Not ranked", "",
-                  tabulate(shut_out, headers=["model", "id", "entry", "training", "clean acc.", "why not ranked"],
-                           tablefmt="github", disable_numparse=True), ""]
+                  tabulate(shut_out, headers=["model", "id", "entry", "training", "architecture", "clean acc.",
+                                              "why not ranked"], tablefmt="github", disable_numparse=True), ""]
     lines += ["## Augmentation invariance per transform", "",
               "Augmentation invariance for each augmentation tangent alone: the factor by which the model "
               "suppresses it relative to the suite's standard models over the factor for noise, at the "
@@ -323,9 +330,10 @@ def leaderboard_html(standing: Standing, suite: str, ranking: Ranking) -> str:
         link = _link(e)
         name = f'<a href="{esc(link)}">{esc(e["display_name"])}</a>' if link else esc(e["display_name"])
         return (cell(e["display_name"], f"{name}<br><code>{esc(e['id'])}</code>", "text")
-                + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text"))
+                + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text")
+                + cell(_architecture(e), esc(_architecture(e)), "text"))
 
-    head = [("#", ""), ("model", "text"), ("entry", "text"), ("training", "text"),
+    head = [("#", ""), ("model", "text"), ("entry", "text"), ("training", "text"), ("architecture", "text"),
             *((h, "") for h in _headers(entries)), ("profile (sensitivity vs depth)", "text")]
     header = "".join(f'<th class="{kind}" data-col>{esc(h)}</th>' if i < len(head) - 1
                      else f'<th class="{kind}">{esc(h)}</th>' for i, (h, kind) in enumerate(head))

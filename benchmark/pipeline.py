@@ -162,15 +162,30 @@ def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=N
                                 chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
                                 on_progress=bar.update)
     result.provenance.update({
-        "model": model_id, "role": spec["role"], "model_sha256": store.read_manifest(model_id, models_root)["sha256"],
+        "model": model_id, "role": spec["role"], "architecture": _architecture(model, spec, model_id),
+        "model_sha256": store.read_manifest(model_id, models_root)["sha256"],
         "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
         "suite": params["suite"], "code_version": code_version(), "device": x.device.type,
         **({"swapped_for_forward_ad": swapped} if swapped else {})})
     return result
 
 
-def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, accuracy: Mapping | None = None) -> dict:
-    """What the claims need to know about a model besides its frames: role, ε, accuracies, …
+def _architecture(model, spec: Mapping, model_id: str) -> str | None:
+    """The model's architecture family: its class's (`layouts.architecture_family`), or the one its
+    spec declares (`architecture:`) for a class nfbench does not know; None when neither says."""
+    from .models.layouts import architecture_family
+
+    known, declared = architecture_family(model), spec.get("architecture")
+    if known is not None and declared is not None and known != declared:
+        raise NFBenchError(f"model {model_id!r}: architecture: {declared!r}, but its class {type(model).__name__} "
+                           f"is {known!r} (declare it only for a class nfbench does not know)")
+    return known or declared
+
+
+def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, accuracy: Mapping | None = None,
+                 *, architecture: str | None = None) -> dict:
+    """What the claims need to know about a model besides its frames: role, architecture family
+    (as its frames recorded it), ε, accuracies, …
 
     spec and accuracy default to the suite's entry and the evaluate stage's metrics/models.json.
     """
@@ -185,7 +200,8 @@ def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, ac
         trained = list(spec.get("augmentations", []))
     threat = "Linf" if spec.get("recipe") == "adversarial" else spec.get("threat_model")
     own_threat = published_threat(spec.get("threat_model"), spec.get("eps"), eps)
-    return {"id": model_id, "role": spec["role"], "eps": float(spec.get("eps", 0.0)), "source": spec["source"],
+    return {"id": model_id, "role": spec["role"], "architecture": architecture,
+            "eps": float(spec.get("eps", 0.0)), "source": spec["source"],
             "seed": spec.get("seed") if spec["source"] == "local" else None, "group": spec.get("group"),
             "threat_model": threat if spec["role"] == "adversarial" else None,
             "display_name": spec.get("display_name", model_id), "suite": params["suite"],

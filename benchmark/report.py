@@ -32,6 +32,7 @@ from .attacks import attack_name
 from .claims import ladder_models as claims_ladder_models
 from .metrics import FrameStatistics, as_float64, binomial_interval, layer_means
 from .storage import write_bytes, write_text
+from .vocab import UNLISTED_ARCHITECTURE
 
 __all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison",
            "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models", "save_figure"]
@@ -254,7 +255,8 @@ def layers_markdown(stats: Mapping[str, FrameStatistics]) -> str:
         meta = st.meta
         acc = (meta.get("accuracy") or {}).get("clean_acc")
         lines += [f"## {m} — {meta.get('display_name', m)}", "",
-                  f"role {meta.get('role', '?')}, ε = {float(meta.get('eps') or 0):g}"
+                  f"role {meta.get('role', '?')}, {meta.get('architecture') or UNLISTED_ARCHITECTURE}, "
+                  f"ε = {float(meta.get('eps') or 0):g}"
                   + (f", clean accuracy {acc:.2%}" if isinstance(acc, (int, float)) else ""), ""]
         fam, rank = layer_means(st)
         rows = [[layer, f"{float(st.depth[i]):.2f}", *(_fmt(float(fam[f][i])) for f in st.family_names),
@@ -319,7 +321,8 @@ def _label(stats: Mapping[str, FrameStatistics], entry: str, ids: list[str]) -> 
     meta = stats[ids[0]].meta
     eps = float(meta.get("eps") or 0)
     name = f"{entry}, {len(ids)} seeds" if len(ids) > 1 else meta.get("display_name", entry)
-    return f"{name} ({meta.get('role', '?')}" + (f", ε={eps:g})" if eps else ")")
+    return (f"{name} ({meta.get('role', '?')}, {meta.get('architecture') or UNLISTED_ARCHITECTURE}"
+            + (f", ε={eps:g})" if eps else ")"))
 
 
 def _figure(width: float = 8.0, height: float = 4.2, **adjust):
@@ -386,9 +389,12 @@ def rank_figure(stats: Mapping[str, FrameStatistics]):
 
 
 def ladder_models(stats: Mapping[str, FrameStatistics]) -> list[str]:
-    """The ε ladder's standard and adversarial models (`claims.ladder_models`: L∞ only) when
+    """The ε ladder's adversarial models and the standard models of their architecture families
+    (`claims.ladder_models`: L∞ only; a standard transformer is no rung of a CNNs' ladder) when
     they span ≥ 3 distinct ε, else []."""
     ids = sorted(claims_ladder_models(stats))
+    families = {stats[m].meta.get("architecture") for m in ids if stats[m].meta.get("role") == "adversarial"}
+    ids = [m for m in ids if stats[m].meta.get("architecture") in families]
     levels = {float(stats[m].meta.get("eps") or 0) for m in ids}
     return ids if len(levels) >= _LADDER_MIN_LEVELS else []
 

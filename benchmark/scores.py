@@ -25,7 +25,7 @@ from statistics import NormalDist
 import numpy as np
 
 from .claims import STATISTICS, group_replicates, interval, parse_measure
-from .claims.schema import PER_ROLE
+from .claims.schema import PER_GROUP
 from .errors import NFBenchError
 from .metrics import FrameStatistics, binomial_interval
 from .regression import ROUNDING, allowed_change
@@ -103,12 +103,22 @@ BY_LABEL = "augmentation_invariance_by_label"
 _ACCURACY_POINTS = {"clean_acc": "n_test", "robust_acc": "n_attacked"}
 
 
-def reference_statistics(stats: Mapping[str, FrameStatistics]) -> dict[str, FrameStatistics]:
-    """The suite's standard models' statistics at the layers the scores read."""
-    standard = {m: st.at_layers(_layers(st)) for m, st in sorted(stats.items()) if st.meta.get("role") == "standard"}
-    if not standard:
-        raise NFBenchError("the suite has no standard models with statistics; the scores are relative to them")
-    return standard
+def is_reference(record: Mapping, architecture: str | None) -> bool:
+    """Whether a model (its record, or its leaderboard entry) is one of the models every score is
+    relative to: the suite's standard models of the architecture family its `leaderboard.reference`
+    names (None: of any).  One reference for every entry, whatever its architecture, so a standard
+    transformer's scores against standard CNNs show what its architecture does."""
+    return record.get("role") == "standard" and architecture in (None, record.get("architecture"))
+
+
+def reference_statistics(stats: Mapping[str, FrameStatistics], architecture: str | None) -> dict[str, FrameStatistics]:
+    """The suite's reference models' (`is_reference`) statistics at the layers the scores read."""
+    reference = {m: st.at_layers(_layers(st)) for m, st in sorted(stats.items()) if is_reference(st.meta, architecture)}
+    if not reference:
+        family = f" {architecture}" if architecture else ""
+        raise NFBenchError(f"the suite has no standard{family} models with statistics; the scores are relative to "
+                           f"them (leaderboard.reference names their architecture family)")
+    return reference
 
 
 def _layers(st: FrameStatistics) -> list[str]:
@@ -148,7 +158,7 @@ def score_replicates(stats: FrameStatistics, reference: Mapping[str, FrameStatis
         if SCORES[name].measure.get("perturbation", {}).get("labels") == AUGMENTATIONS and not labels:
             return [None]                                       # a frame without augmentations
         measure = _measure(name, labels, pooled)
-        groups = ({"role": [scored]} if STATISTICS[measure.statistic].design == PER_ROLE   # within the model
+        groups = ({"role": [scored]} if STATISTICS[measure.statistic].design == PER_GROUP   # within the model
                   else {"treatment": [scored], "control": list(reference)})
         return [reps if isinstance(reps, np.ndarray) else None
                 for _, reps in group_replicates(measure, pool, groups, seed=seed, key=key, cache=cache)]

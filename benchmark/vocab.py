@@ -28,3 +28,4 @@ LEADERBOARD_SCORES = ("augmentation_invariance", "noise_suppression", "on_manifo
 CLASSIFIERS = ("smallcnn", "mlp", "vit")   # local architectures a recipe can train (benchmark/models/nets.py)
 # what kind of network a model is (benchmark/models/layouts.py says which class is which)
 ARCHITECTURE_FAMILIES = ("convolutional", "fully-connected", "transformer")
+UNLISTED_ARCHITECTURE = "unlisted architecture"      # what the reports show for a class layouts.py does not know

@@ -12,21 +12,21 @@ from benchmark.metrics import FrameStatistics
 def synthetic_stats(model_id: str, sensitivity, rank, *, layers: Sequence[str], labels: Sequence[str],
                     families: Sequence[str], role: str | None = None, eps: float = 0.0,
                     accuracy: Mapping | None = None, augmentations: Sequence[str] = ("rotate", "scale"),
-                    family_rank=None, **meta) -> FrameStatistics:
+                    architecture: str = "convolutional", family_rank=None, **meta) -> FrameStatistics:
     """FrameStatistics of a synthetic model from its arrays.
 
     sensitivity: layers × points × vectors; rank: layers × points (every family's rank too,
     unless `family_rank`, families × layers × points, is given).  Depth runs evenly from 0 to 1,
     the penultimate layer is the one before "logits".  With a `role`, the record is a synthetic
-    suite's (role, eps, accuracy, the augmentations an augmentation model was trained with, and
-    `meta`'s keys); without one it holds the id alone.
+    suite's (role, eps, accuracy, the augmentations an augmentation model was trained with, its
+    architecture family, and `meta`'s keys); without one it holds the id alone.
     """
     sensitivity = torch.as_tensor(sensitivity, dtype=torch.float64).clone()
     rank = torch.as_tensor(rank, dtype=torch.float64).clone()
     names = list(dict.fromkeys(families))
     record = {"id": model_id, **meta}
     if role is not None:
-        record = {"id": model_id, "role": role, "eps": eps, **meta, "suite": "synthetic",
+        record = {"id": model_id, "role": role, "eps": eps, "architecture": architecture, **meta, "suite": "synthetic",
                   "accuracy": dict(accuracy or {}),
                   "augmentations": list(augmentations) if role == "augmentation" else []}
     return FrameStatistics(

@@ -385,7 +385,7 @@ def test_rank_retention_findings(tmp_path):
     stats["aug1"] = make_stats("aug1", "augmentation", seed=3, rank=[8, 8, 8, 7.6, 4])
     bins = {"finding": {"collapsed": [0.0, 0.5], "reduced": [0.5, 0.9], "preserved": [0.9, 1.1]}}
     rows = run(tmp_path, stats, statistic="rank_retention", perturbation=None, layers="penultimate",
-               compare={"roles": ["standard", "augmentation", "noise"]}, expected=bins)["rows"]
+               compare={"groups": ["standard", "augmentation", "noise"]}, expected=bins)["rows"]
     by = {r["subject"]: r for r in rows}
     assert by["standard: frame @ penultimate"]["value"] == pytest.approx(0.25)
     assert by["standard: frame @ penultimate"]["category"] == "collapsed"
@@ -485,8 +485,8 @@ def test_id_must_match_the_file_name(tmp_path):
 
 
 def test_wrong_compare_form_for_the_statistic(tmp_path):
-    path = write_task(tmp_path, {**BASE_TASK, "compare": {"roles": ["standard"]}})
-    with pytest.raises(NFBenchError, match=rf"^{path}: compare\.roles: .*two-group"):
+    path = write_task(tmp_path, {**BASE_TASK, "compare": {"groups": ["standard"]}})
+    with pytest.raises(NFBenchError, match=rf"^{path}: compare\.groups: .*two-group"):
         C.load_tasks(tmp_path)
 
 

@@ -92,6 +92,10 @@ def test_a_malformed_entry_with_seeds_names_its_key(project, entry, message):
     (lambda p: p["leaderboard"]["ranked_if"].update(above_chance=None),
      r"leaderboard.ranked_if.above_chance: must be a clean-accuracy margin"),
     (lambda p: p["leaderboard"].update(rank_by="x"), r"params.yaml: leaderboard.rank_by: unknown key 'rank_by'"),
+    (lambda p: p["leaderboard"].update(reference="recurrent"),
+     r"params.yaml: leaderboard.reference: unknown architecture family 'recurrent'; valid: convolutional, "),
+    (lambda p: p["models"]["std"].update(architecture="cnn"),
+     r"params.yaml: models.std.architecture: unknown family 'cnn'; valid: convolutional, fully-connected, transformer"),
     (lambda p: p.update(suite="robustbench_cifar10"),
      r"params.yaml: suite: 'robustbench_cifar10' is a cifar10 suite but data.dataset is 'mnist5k'; "
      r".*nfbench suite use"),

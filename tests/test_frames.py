@@ -79,6 +79,22 @@ def test_matches_central_differences_on_a_smooth_model():
     assert torch.allclose(result.act_norms[0], norms[0])
 
 
+@pytest.mark.parametrize("arch, kwargs", [
+    ("mlp", {"width": 2}),                                                   # the fully connected family
+    ("vit", {"width": 2, "patch": 4, "depth": 2, "heads": 2}),               # the transformer family
+])
+def test_matches_central_differences_at_the_block_outputs_of_each_architecture_family(arch, kwargs):
+    from benchmark.models.nets import build
+
+    torch.manual_seed(0)
+    model = build(arch, in_channels=1, image_size=8, **kwargs)
+    x, v = points(k=5, shape=(1, 8, 8))
+    layers = list(model.observable_layers)
+    result = compute_frames(model, x, v, [*layers, "logits"])
+    assert result.layers == ["input", *layers, "logits"]
+    assert rel_err(result.grams[1:], fd_grams(model, x, v, layers)) <= 1e-5
+
+
 def test_linear_model_gram_is_exactly_wv_transpose_wv():
     torch.manual_seed(0)
     lin = nn.Linear(2 * 8 * 8, 7)

@@ -38,7 +38,7 @@ STANDARD = {"a": hand_stats([[0.5, 0.2, 0.4, 0.4, 0.4]] * 2, rank=[3.0, 3.0], mo
 
 
 def test_scores_against_the_standard_models_by_hand():
-    reference = scores.reference_statistics(STANDARD)
+    reference = scores.reference_statistics(STANDARD, None)
     values, intervals, _ = scores.scores(MODEL, reference, {"clean_acc": 0.9, "n_test": 10, "robust_acc": 0.25})
     assert values["noise_suppression"] == pytest.approx(0.5)                          # 0.2 / 0.4
     # per tangent, [M_std / M_model] / [M_std(noise) / M_model(noise)]: (0.6/0.3)/2, (0.25/0.5)/2
@@ -55,7 +55,7 @@ def test_scores_against_the_standard_models_by_hand():
 
 
 def test_undefined_scores_are_none_and_frames_must_match():
-    reference = scores.reference_statistics(STANDARD)
+    reference = scores.reference_statistics(STANDARD, None)
     no_vae = MODEL.at_layers(["input", "hidden", "logits"])
     no_vae.sensitivity[..., 4] = NAN
     values, intervals, _ = scores.scores(no_vae, reference, {})
@@ -65,7 +65,7 @@ def test_undefined_scores_are_none_and_frames_must_match():
     with pytest.raises(NFBenchError, match="differ in augmentations"):
         scores.scores(other, reference, {})
     with pytest.raises(NFBenchError, match="no standard models"):
-        scores.reference_statistics({"m": MODEL})
+        scores.reference_statistics({"m": MODEL}, None)
 
 
 def many_points(model_id: str, role: str, seed: int, scale: float, n: int = 64) -> FrameStatistics:
@@ -79,7 +79,7 @@ def test_an_interval_agrees_with_an_independent_bootstrap_of_the_points():
     the per-point values written here, with its own random draws (Monte Carlo error: the two
     intervals' ends agree to a few percent of their width)."""
     model, standard = many_points("m", "augmentation", 1, 0.5), many_points("s", "standard", 2, 1.0)
-    _, intervals, _ = scores.scores(model, scores.reference_statistics({"s": standard}), {})
+    _, intervals, _ = scores.scores(model, scores.reference_statistics({"s": standard}, None), {})
     noise = [st.sensitivity[1, :, 2:4].numpy().mean(1) for st in (model, standard)]
     rng = np.random.default_rng(12345)
     draws = rng.integers(0, 64, size=(20000, 64))
@@ -103,7 +103,7 @@ def test_the_leaderboard_and_the_claims_give_one_value_and_interval_for_one_quan
     path = tmp_path / f"{scores.BY_LABEL}.yaml"
     path.write_text(yaml.safe_dump(task))
     rows = {r["subject"]: r for r in claims.evaluate([claims.load_task(path)], suite)["rows"]}
-    values, intervals, _ = scores.scores(suite["m"], scores.reference_statistics(suite), {})
+    values, intervals, _ = scores.scores(suite["m"], scores.reference_statistics(suite, None), {})
     for label in ("rotate", "translate_x"):
         row = rows[f"{label} vs noise @ penultimate"]
         assert values[scores.BY_LABEL][label] == row["value"]

@@ -13,9 +13,9 @@ import numpy as np
 
 from ..errors import NFBenchError
 from ..metrics import FrameStatistics
-from ..vocab import TRANSFORMS
+from ..vocab import ARCHITECTURE_FAMILIES, TRANSFORMS
 from .resample import Group, _Context, _Draws, _NotRun
-from .schema import LADDER, LADDER_MIN_LEVELS, PER_ROLE, TWO_GROUP, Bin, Expected, Finding, Measure, Task
+from .schema import LADDER, LADDER_MIN_LEVELS, PER_GROUP, TWO_GROUP, Bin, Expected, Finding, Measure, Task
 from .statistics import STATISTICS
 
 
@@ -57,14 +57,22 @@ def _check_points(stats: Mapping[str, FrameStatistics]) -> int:
     return int(first.shape[0])
 
 
-def _models_of(stats, roles) -> list[str]:
-    return [m for m, st in stats.items() if st.meta.get("role") in roles]
+def group_key(name: str) -> str:
+    """The model meta key a group name selects by: "architecture" for a family, else "role"."""
+    return "architecture" if name in ARCHITECTURE_FAMILIES else "role"
 
 
-def ladder_models(stats: Mapping[str, FrameStatistics], roles=("standard", "adversarial")) -> list[str]:
-    """The models of an ε ladder: those of `roles` on one ε scale, L∞ radii (a model of another
-    threat model, e.g. L2 at ε = 0.5, is not a point of it)."""
-    return [m for m in _models_of(stats, roles) if stats[m].meta.get("threat_model") in (None, "Linf")]
+def _models_of(stats, groups, within=()) -> list[str]:
+    """The models of any of `groups` (roles or architecture families) that are also of each of `within`."""
+    def of(st, name):
+        return st.meta.get(group_key(name)) == name
+    return [m for m, st in stats.items() if any(of(st, g) for g in groups) and all(of(st, w) for w in within)]
+
+
+def ladder_models(stats: Mapping[str, FrameStatistics], roles=("standard", "adversarial"), within=()) -> list[str]:
+    """The models of an ε ladder: those of `roles` (and of each of `within`) on one ε scale, L∞
+    radii (a model of another threat model, e.g. L2 at ε = 0.5, is not a point of it)."""
+    return [m for m in _models_of(stats, roles, within) if stats[m].meta.get("threat_model") in (None, "Linf")]
 
 
 @dataclass(frozen=True)
@@ -82,18 +90,21 @@ class _Unit:
 def _units(measure: Measure, stats) -> list[_Unit]:
     """What a measure is computed on: one unit per group design and subject."""
     design = STATISTICS[measure.statistic].design
+    within = measure.compare.within
     # the groups of models
     if design == TWO_GROUP:
         control = measure.compare.control
         treatments = measure.compare.treatment
-        designs = [(t if len(treatments) > 1 else "", {"treatment": _models_of(stats, [t]),
-                                                       "control": _models_of(stats, [control])}, t, control)
+        # rows name their groups, except a single treatment role's (the training-routine claims')
+        named = len(treatments) > 1 or group_key(treatments[0]) == "architecture"
+        designs = [(t if named else "", {"treatment": _models_of(stats, [t], within),
+                                                       "control": _models_of(stats, [control], within)}, t, control)
                    for t in treatments]
-    elif design == PER_ROLE:
-        designs = [(r, {"role": _models_of(stats, [r])}, r, None) for r in measure.compare.roles]
+    elif design == PER_GROUP:
+        designs = [(g, {"role": _models_of(stats, [g], within)}, g, None) for g in measure.compare.groups]
     else:
         roles = measure.compare.ladder
-        ids = ladder_models(stats, roles)
+        ids = ladder_models(stats, roles, within)
         levels: dict[float, list[str]] = {}          # ε -> its models
         for m in ids:
             levels.setdefault(float(stats[m].meta.get("eps") or 0.0), []).append(m)
@@ -102,11 +113,12 @@ def _units(measure: Measure, stats) -> list[_Unit]:
     units: list[_Unit] = []
     for prefix, groups, treatment, control in designs:
         label = (f"{treatment}/{control}:" if design == TWO_GROUP and prefix
-                 else f"{prefix}:" if design == PER_ROLE else prefix)
+                 else f"{prefix}:" if design == PER_GROUP else prefix)
         empty = [name for name, ids in groups.items() if not ids]
         if design == LADDER:
             if not groups:
-                units.append(_Unit(_join(label, _what(measure)), reason=f"no models with role {treatment}"))
+                units.append(_Unit(_join(label, _what(measure)),
+                                   reason=f"no models with {_described(treatment, within)}"))
                 continue
             if len(groups) < LADDER_MIN_LEVELS:
                 units.append(_Unit(_join(label, _what(measure)),
@@ -114,16 +126,23 @@ def _units(measure: Measure, stats) -> list[_Unit]:
                                           f"(needs {LADDER_MIN_LEVELS})"))
                 continue
         elif empty:
-            role = {"treatment": treatment, "control": control, "role": treatment}[empty[0]]
-            units.append(_Unit(_join(label, _what(measure)), reason=f"no models with role {role} in this suite"))
+            group = {"treatment": treatment, "control": control, "role": treatment}[empty[0]]
+            units.append(_Unit(_join(label, _what(measure)),
+                               reason=f"no models with {_described(group, within)} in this suite"))
             continue
+        key = group_key(treatment.split("+")[0])
         for subject, sub_groups in _subjects(measure, groups, stats, treatment):
             if isinstance(sub_groups, str):
                 units.append(_Unit(_join(label, subject), reason=sub_groups))
                 continue
             units.append(_Unit(_join(label, subject), sub_groups, _subject_dict(measure, subject),
-                               _count_roles(sub_groups, stats)))
+                               count_by(sub_groups, stats, key)))
     return units
+
+
+def _described(group: str, within: tuple[str, ...]) -> str:
+    """`role noise`, or `role standard and architecture transformer` for a group restricted to `within`."""
+    return " and ".join(f"{group_key(name)} {name}" for name in (group, *within))
 
 
 def _join(*parts: str) -> str:
@@ -187,11 +206,12 @@ def _subjects(measure: Measure, groups: dict[Group, list[str]], stats, treatment
     return out
 
 
-def _count_roles(groups: dict[Group, list[str]], stats) -> dict[str, int]:
+def count_by(groups: dict[Group, list[str]], stats, key: str = "role") -> dict[str, int]:
+    """How many of the groups' models have each value of meta `key` (role or architecture)."""
     counts: dict[str, int] = {}
     for m in sorted({m for ids in groups.values() for m in ids}):
-        role = str(stats[m].meta.get("role"))
-        counts[role] = counts.get(role, 0) + 1
+        value = str(stats[m].meta.get(key))
+        counts[value] = counts.get(value, 0) + 1
     return dict(sorted(counts.items()))
 
 

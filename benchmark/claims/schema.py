@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-TWO_GROUP, PER_ROLE, LADDER = "two-group", "per-role", "ladder"
+TWO_GROUP, PER_GROUP, LADDER = "two-group", "per-group", "ladder"
 LAYER_NAMES = ("input", "penultimate", "logits", "all")
 ACCURACIES = ("clean_acc", "robust_acc", "rotated_acc", "translated_acc")
 DIRECTIONS = ("below", "above", "at_least", "at_most")
@@ -17,14 +17,20 @@ TRAINED = "trained"                         # labels: the augmentations the trea
 
 @dataclass(frozen=True)
 class Compare:
-    """Which models a measure compares, in its statistic's design: the `treatment` roles each
-    against one `control` role (two-group), each of `roles` on its own (per-role), or the models
-    of the `ladder` roles along ε (ladder).  The fields of the other designs are empty."""
+    """Which models a measure compares, in its statistic's design: the `treatment` groups each
+    against one `control` group (two-group), each of `groups` on its own (per-group), or the
+    models of the `ladder` roles along ε (ladder).  The fields of the other designs are empty.
+
+    A group is the models of a role (a training routine) or of an architecture family (the two
+    vocabularies are disjoint); `within` restricts every group to the models that are also of
+    each of its roles or families (`within: convolutional`: the CNNs of each role).
+    """
 
     treatment: tuple[str, ...] = ()
     control: str | None = None
-    roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
     ladder: tuple[str, ...] = ()
+    within: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

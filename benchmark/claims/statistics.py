@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import NFBenchError
 from ..metrics import nanmean
 from .resample import _Context, _log, _NotRun, _ratio, _Slot, _spearman
-from .schema import ACCURACIES, LADDER, PER_ROLE, TRAINED, TWO_GROUP, Layer, Perturbation
+from .schema import ACCURACIES, LADDER, PER_GROUP, TRAINED, TWO_GROUP, Layer, Perturbation
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Statistic:
                 raise NFBenchError(f"{at('perturbation')}.reference: required by this statistic")
             if self.reference == "forbidden" and perturbation.reference is not None:
                 raise NFBenchError(f"{at('perturbation')}.reference: not used by this statistic")
-            if self.design == PER_ROLE or self.perturbation == "optional":
+            if self.design == PER_GROUP or self.perturbation == "optional":
                 if perturbation.labels is not None:
                     raise NFBenchError(f"{at('perturbation')}.labels: this statistic takes a family")
 
@@ -102,7 +102,7 @@ def suppression_ratio(ctx: _Context):
     return _layer_rows(ctx, slots, _ratio(by_f, by_ref))
 
 
-@_statistic("sensitivity_contrast", PER_ROLE, perturbation="required", layers="required", reference="required")
+@_statistic("sensitivity_contrast", PER_GROUP, perturbation="required", layers="required", reference="required")
 def sensitivity_contrast(ctx: _Context):
     """M_role(F) / M_role(ref): within one role, its relative sensitivity to family F as a
     multiple of that to the reference family (> 1: F is kept more than the reference, e.g. the
@@ -215,7 +215,7 @@ def _retention(ctx: _Context, group: str, slots: list[_Slot]) -> np.ndarray:
     return _ratio(ctx.role_mean(group, what, slots), ctx.role_mean(group, what, ctx.slots(["input"])))
 
 
-@_statistic("rank_retention", PER_ROLE, perturbation="optional", layers="required")
+@_statistic("rank_retention", PER_GROUP, perturbation="optional", layers="required")
 def rank_retention(ctx: _Context):
     """M_role(rank, l) / M_role(rank, input): the effective rank of the frame (or of one
     family's sub-frame) at a layer as a fraction of its rank at the input (< 1 = collapse)."""
@@ -231,3 +231,23 @@ def rank_retention_ratio(ctx: _Context):
     slots = ctx.slots()
     values = _ratio(_retention(ctx, "treatment", slots), _retention(ctx, "control", slots))
     return [(f"{ctx.label} @ {s.name}", values[:, i]) for i, s in enumerate(slots)]
+
+
+@_statistic("collapse_mean_depth", PER_GROUP, perturbation="optional", layers="all-only")
+def collapse_mean_depth(ctx: _Context):
+    """Where along depth a group's models collapse the frame: with the rank loss L(l) = log
+    M(rank, input) − log M(rank, l) along the layers (of the whole frame, or of one family's
+    sub-frame), the loss-weighted mean depth Σ_j d̄_j (L_j − L_{j−1}) / L_logits, as
+    gap_mean_depth weighs a gap: 0.5 when the rank falls evenly with depth, towards 0 when the
+    first layers collapse it, towards 1 when the last ones do; undefined when the frame keeps
+    its rank to the logits."""
+    slots = ctx.slots(["all"])
+    ids = ctx.groups["role"]
+    if any(ctx.stats[m].layers[slots[0].index[m]] != "input" for m in ids) or any(
+            ctx.stats[m].layers[slots[-1].index[m]] != "logits" for m in ids):
+        raise _NotRun("the rank profile needs `input` and `logits` as every model's first and last observed layers")
+    rank = _log(ctx.role_mean("role", ctx.rank(), slots))
+    loss = rank[:, :1] - rank
+    if not loss[0, -1] > 0:
+        raise _NotRun("the frame keeps its effective rank to the logits, so its collapse has no depth")
+    return [(ctx.label, _gap_mean_depth(loss, np.array([s.depth for s in slots])))]

@@ -10,14 +10,14 @@ from pathlib import Path
 from ..config import read_yaml
 from ..errors import NFBenchError, one_of
 from ..schema import is_number, known_keys, names, number
-from ..vocab import FAMILIES, ROLES, TRANSFORMS
+from ..vocab import ARCHITECTURE_FAMILIES, FAMILIES, ROLES, TRANSFORMS
 from .schema import (
     ACCURACIES,
     AGGREGATIONS,
     DIRECTIONS,
     LADDER,
     LAYER_NAMES,
-    PER_ROLE,
+    PER_GROUP,
     TRAINED,
     TWO_GROUP,
     Aggregate,
@@ -128,33 +128,40 @@ def _measure(raw: dict, where: str, prefix: str, own: set, *, task: bool = True)
                    _bootstrap(raw.get("bootstrap"), at("bootstrap")))
 
 
-def _role_list(value, where: str) -> list[str]:
-    roles = names(value, ROLES, "role", where)
-    if len(set(roles)) != len(roles):
-        raise NFBenchError(f"{where}: names a role twice")
-    return roles
+GROUP_NAMES = ROLES + ARCHITECTURE_FAMILIES       # a group of models: a role or an architecture family
+
+
+def _group_list(value, valid, noun: str, where: str) -> list[str]:
+    groups = names(value, valid, noun, where)
+    if len(set(groups)) != len(groups):
+        raise NFBenchError(f"{where}: names a {noun} twice")
+    return groups
 
 
 def _compare(raw, design: str, where: str) -> Compare:
-    forms = {TWO_GROUP: ("treatment", "control"), PER_ROLE: ("roles",), LADDER: ("ladder",)}
+    forms = {TWO_GROUP: ("treatment", "control"), PER_GROUP: ("groups",), LADDER: ("ladder",)}
     keys = forms[design]
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with {' and '.join(keys)}")
     for key in raw:
-        if key not in keys:
-            raise NFBenchError(f"{where}.{key}: {one_of(str(key), keys, 'key')} for a {design} statistic")
+        if key not in (*keys, "within"):
+            raise NFBenchError(f"{where}.{key}: {one_of(str(key), (*keys, 'within'), 'key')} for a {design} statistic")
     for key in keys:
         if key not in raw:
             raise NFBenchError(f"{where}.{key}: required for a {design} statistic")
-    out = {key: tuple(_role_list(raw[key], f"{where}.{key}")) for key in keys}
+    group = ("role", ROLES) if design == LADDER else ("role or architecture family", GROUP_NAMES)
+    out = {key: tuple(_group_list(raw[key], group[1], group[0], f"{where}.{key}")) for key in keys}
+    if "within" in raw:
+        out["within"] = tuple(_group_list(raw["within"], GROUP_NAMES, "role or architecture family",
+                                          f"{where}.within"))
     if design != TWO_GROUP:
         return Compare(**out)
     if len(out["control"]) != 1:
-        raise NFBenchError(f"{where}.control: must be a single role")
+        raise NFBenchError(f"{where}.control: must be a single group")
     control = out["control"][0]
     if control in out["treatment"]:
-        raise NFBenchError(f"{where}: the control role {control!r} is also a treatment")
-    return Compare(treatment=out["treatment"], control=control)
+        raise NFBenchError(f"{where}: the control {control!r} is also a treatment")
+    return Compare(**{**out, "control": control})
 
 
 def _perturbation(raw, where: str) -> Perturbation | None:

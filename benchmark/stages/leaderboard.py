@@ -121,7 +121,8 @@ def score_card(params: Mapping, card: Card, models_root: Path) -> dict:
                                           downloads=SUBMITTED_MODELS)], params)
         accuracy = model_accuracy(params, card.id, card.spec, models_root=models_root)
         result = model_frames(params, card.id, card.spec, models_root=models_root)
-    stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy))
+    stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy,
+                                                  architecture=result.provenance["architecture"]))
     provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml", "card_sha256": sha256_file(card.path),
                   "evaluated_on": accuracy["evaluated_on"],
                   "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
@@ -142,7 +143,7 @@ def refresh(params: Mapping, *, statistics: Path = STATISTICS, accuracies: Path 
     if any(s.meta.get("suite") != params["suite"] for s in stats.values()):
         return False
     out = Path(entries or suite_dir(params))
-    reference = scores.reference_statistics(stats)
+    reference = scores.reference_statistics(stats, params["leaderboard"]["reference"])
     context = _context(params, points, autoencoder)
     cache: dict = {}                  # the reference's draws and aggregates, shared by every entry
     scored = {m: _entry(params, stats[m], params["models"][m], evaluated[m]["sha256"], reference,
@@ -256,7 +257,8 @@ def _context(params: Mapping, points: Path = POINTS, directory: Path | None = No
                                f"`nfbench fetch {generative['model']}` (or dvc repro fetch_generative)")
     scored = {"data": {k: v for k, v in params["data"].items() if k != "root"}, "attack": params["attack"],
               "perturbations": params["perturbations"], "generative": params["generative"],
-              "frames": {k: v for k, v in params["frames"].items() if k != "chunk_size"}}
+              "frames": {k: v for k, v in params["frames"].items() if k != "chunk_size"},
+              "reference": params["leaderboard"]["reference"]}
     return {"code_version": code_version(), "params_sha256": sha256_json(scored),
             "dataset_hash": points_meta["content_hash"], "points_sha256": sha256_file(points),
             "generative_sha256": autoencoder["sha256"] if autoencoder else None,
@@ -270,7 +272,8 @@ def _entry(params: Mapping, stats: FrameStatistics, spec: Mapping, checkpoint_sh
     values, intervals, replicates = scores.scores(stats, reference, record["accuracy"], cache=cache)
     primary = params["leaderboard"]["primary"]
     return {"id": record["id"], "suite": params["suite"], "kind": "submission" if card else "suite",
-            "display_name": record["display_name"], "role": record["role"], "eps": float(params["attack"]["eps"]),
+            "display_name": record["display_name"], "role": record["role"], "architecture": record["architecture"],
+            "eps": float(params["attack"]["eps"]),
             "attack": record["accuracy"].get("attack"),
             "card": dict(card) if card else None, "spec": dict(spec),
             "profile": lb.layer_profile(stats), "scores": values, "intervals": intervals,

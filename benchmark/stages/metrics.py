@@ -27,8 +27,10 @@ def run(params: Mapping, *, frames: Path = FRAMES, accuracies: Path = MODEL_METR
             path = Path(frames) / f"{model_id}.safetensors"
             if not path.is_file():
                 raise NFBenchError(f"{path} does not exist; run `nfbench frames` (dvc repro frames) first")
-            record = model_record(params, model_id, accuracy=evaluated(model_id, accuracies)["accuracy"])
-            stats[model_id] = frame_statistics(FrameResult.load(path), record)
+            result = FrameResult.load(path)
+            record = model_record(params, model_id, accuracy=evaluated(model_id, accuracies)["accuracy"],
+                                  architecture=result.provenance.get("architecture"))
+            stats[model_id] = frame_statistics(result, record)
             write_bytes(Path(out) / f"{model_id}.safetensors", stats[model_id].to_bytes())
         write_json(summary, layer_summary(stats))
         info["did"] = f"statistics of {len(stats)} models"
