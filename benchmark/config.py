@@ -3,7 +3,7 @@
 params.yaml is the pipeline's single source of parameters (DVC tracks it key by key).  A
 suite preset (suites/<name>.yaml) holds the suite-dependent sections — data, attack,
 perturbations, generative, models, leaderboard — and `nfbench suite use NAME` copies them into
-params.yaml, keeping the global settings (device, checkpoints, frames, tracking).
+params.yaml, keeping the global settings (device, checkpoints, frames, tracking, executor).
 
 Local models (trained by a recipe) may name a published checkpoint, `published: {checkpoint,
 sha256}`: the file the suite's reference results were computed from.  `checkpoints: published`
@@ -41,8 +41,9 @@ SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models", "le
 # least the suite's standard models' mean − below_standard (null: no such floor); SUBMITTING.md, "Ranking".
 # A preset must have the section (dvc.yaml tracks it); its keys default to these.
 LEADERBOARD = {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.5, "below_standard": None}}
-GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
+GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking", "executor")
 CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
+EXECUTORS = ("local", "ray")            # where tasks run: this process, or a Ray cluster (benchmark/executor.py)
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
 MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group",
@@ -111,6 +112,11 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     if p["checkpoints"] not in CHECKPOINTS:
         raise NFBenchError(f"{where}: checkpoints: {one_of(str(p['checkpoints']), CHECKPOINTS, 'setting')} "
                            f"(published: install the suite's published checkpoints; train: retrain here)")
+
+    p["executor"] = p.get("executor", "local")
+    if p["executor"] not in EXECUTORS:
+        raise NFBenchError(f"{where}: executor: must be local (this process) or ray (a Ray cluster), "
+                           f"got {p['executor']!r}")
 
     data = _data_section(p, where, suites_dir)
 
