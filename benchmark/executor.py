@@ -5,7 +5,7 @@ RAY_ADDRESS, which selects ray:
   local  today's behaviour: each task runs here, one after another; Ray is never imported.
   ray    each task is a Ray task on the cluster at RAY_ADDRESS, or on a local cluster started
          here (its dashboard address is printed); a task asks for one GPU where the cluster has
-         GPUs, else one CPU.
+         GPUs, else one CPU, and computes with the driver's torch thread count (the same bits).
 A task's inputs travel through Ray's object store, as tensors and bytes, never as paths: workers
 need the pinned environment but no checkout and no shared filesystem (this package's code and a
 submitted model's own module travel with the job).  Results come back to the driver, which alone
@@ -95,7 +95,8 @@ class RayExecutor:
     def run(self, fn: Callable, tasks: list[Task], desc: str) -> Iterator[Outcome]:
         import ray
 
-        remote = ray.remote(fn).options(**self.resources)
+        remote = ray.remote(_with_threads).options(**self.resources)
+        threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
         with _Progress(tasks, desc) as progress:
             pending, failed = {}, []
             for task in tasks:
@@ -106,7 +107,7 @@ class RayExecutor:
                     continue
                 for arg in args:
                     _ship_code_of(arg)
-                pending[remote.remote(*args)] = task.name
+                pending[remote.remote(fn, threads, *args)] = task.name
             for outcome in failed:
                 progress.done(outcome)
                 yield outcome
@@ -123,6 +124,20 @@ class RayExecutor:
                     outcome = Outcome(name, error=f"its Ray worker failed ({str(exc).splitlines()[0]})")
                 progress.done(outcome)
                 yield outcome
+
+
+def _with_threads(fn: Callable, threads: int | None, *args) -> Any:
+    """A Ray task: `fn(*args)` with the driver's torch CPU thread count (Ray gives a task as many as
+    the CPUs it asked for), since a CPU matmul's float sums depend on how many threads split them:
+    a task's result is then the bits the driver would have computed."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
 
 
 Executor = LocalExecutor | RayExecutor

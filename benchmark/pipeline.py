@@ -157,8 +157,8 @@ def net_frames(params: Mapping, model_id: str, spec: Mapping, model, at, sha256:
                executor=None):
     """Frames of a loaded model (`model_frames`); with an executor of several workers, the points
     are split into shards of whole engine chunks, so each shard pushes exactly the batches the
-    one-process run pushes and the Grams are the same bits (on CPU)."""
-    import torch
+    one-process run pushes and the Grams are the same bits (on CPU, where the executor keeps the
+    driver's thread count)."""
     from tqdm import tqdm
 
     from .frame_result import FrameResult
@@ -179,10 +179,9 @@ def net_frames(params: Mapping, model_id: str, spec: Mapping, model, at, sha256:
     else:
         from .executor import Task, run_all
 
-        shared, threads = executor.share(model.cpu()), torch.get_num_threads()
+        shared = executor.share(model.cpu())
         tasks = [Task(f"{model_id} points {s.start}-{s.stop - 1}",
-                      lambda s=s: (shared, x[s].cpu(), frame.vectors[s].cpu(), ids[s], engine, params["device"],
-                                   threads))
+                      lambda s=s: (shared, x[s].cpu(), frame.vectors[s].cpu(), ids[s], engine, params["device"]))
                  for s in shards]
         result = FrameResult.along_points(run_all(executor, shard_frames, tasks, f"frames {model_id}"))
     pert = params["perturbations"]
@@ -203,20 +202,12 @@ def point_shards(points: int, vectors: int, chunk_size: int, workers: int) -> li
     return [slice(a, min(a + per_shard, points)) for a in range(0, points, per_shard)]
 
 
-def shard_frames(model, x, vectors, ids, engine: Mapping, device: str, threads: int):
-    """A worker's job: the Grams of one shard of points, on the worker's device; on a CPU with
-    the driver's `threads` (a CPU matmul's float sums depend on how many threads split them)."""
-    import torch
-
+def shard_frames(model, x, vectors, ids, engine: Mapping, device: str):
+    """A worker's job: the Grams of one shard of points, on the worker's device."""
     from .frames import compute_frames
 
     where = resolve_device(device)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return compute_frames(model.to(where), x.to(where), vectors.to(where), point_ids=ids, **engine)
-    finally:
-        torch.set_num_threads(before)
+    return compute_frames(model.to(where), x.to(where), vectors.to(where), point_ids=ids, **engine)
 
 
 def measure(params: Mapping, model_id: str, spec: Mapping, model, data, at, sha256: str):
