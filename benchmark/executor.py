@@ -55,7 +55,7 @@ class LocalExecutor:
     """Each task in this process, one after another: exactly what nfbench did before executors."""
 
     workers = 1
-    address = None
+    address = None          # no cluster
 
     def share(self, obj: Any) -> Any:
         return obj
@@ -78,7 +78,7 @@ class RayExecutor:
     def __init__(self, address: str):
         import ray
 
-        self.address = address
+        self.address = address                      # the cluster's GCS: what RAY_ADDRESS names
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         self.resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}

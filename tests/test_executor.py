@@ -1,6 +1,6 @@
 """The executor on a real local Ray cluster (2 CPUs, no mocks): sharded frames, a rescore with a
-broken card, an interrupted rescore resumed, an unreachable cluster; and the local backend
-without Ray at all.
+broken card, an interrupted rescore resumed, a model trained as a task, an unreachable cluster;
+and the local backend without Ray at all.
 
 Every test runs on the leaderboard tests' miniature suite (tests/test_leaderboard.py); the
 cluster is started once for the module by the executor itself, as `executor: ray` without
@@ -139,3 +139,19 @@ def test_executor_local_never_imports_ray(project):
     assert run.returncode == 0, run.stderr
     assert (project / "frames-without-ray" / "base-std.safetensors").read_bytes() == \
         (project / "frames" / "base-std.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_model_trained_as_a_ray_task_is_the_model_trained_here(cluster, project):
+    from benchmark.config import validate_model
+    from benchmark.models import Wanted, fetch
+
+    spec = validate_model("quick", {"role": "standard", "source": "local", "recipe": "standard", "epochs": 1,
+                                    "seed": 5}, "quick")
+    trained = {}
+    for executor in ("local", "ray"):
+        root = project / f"trained-{executor}"
+        [(_, manifest, _)] = fetch([Wanted("quick", spec, root)], ray_params(executor), progress=False)
+        [path] = (root / "quick").glob("*.safetensors")
+        trained[executor] = path.read_bytes()
+    assert manifest["source"] == "local" and trained["local"] == trained["ray"]
