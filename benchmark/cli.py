@@ -246,6 +246,12 @@ def cmd_bench_frames(args) -> None:
     bench_frames(cases, repeats=args.repeats, memory=not args.no_memory)
 
 
+def cmd_bench_executor(args) -> None:
+    from .bench_executor import bench_executor
+
+    bench_executor(_params(args), args.models, tuple(args.workers), args.repeats)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nfbench", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -441,6 +447,12 @@ def _suite_commands(sub) -> None:
                     help="observe every leaf module (default) or the pipeline's layers (`auto`)")
     sp.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     sp.set_defaults(func=cmd_bench_frames)
+    sp = bench.add_parser("executor", help="scoring a zoo of the suite's models here vs on a local Ray cluster, "
+                                           "and Ray's per-task overhead")
+    sp.add_argument("--models", type=int, default=6, help="zoo size: the suite's first fetched classifiers")
+    sp.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="CPUs of each local Ray cluster")
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.set_defaults(func=cmd_bench_executor)
 
 
 def main(argv: list[str] | None = None) -> int:
