@@ -155,8 +155,8 @@ def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=N
 
 def net_frames(params: Mapping, model_id: str, spec: Mapping, model, at, sha256: str, *, method: str | None = None,
                executor=None):
-    """Frames of a loaded model (`model_frames`); with an executor of several workers, the points
-    are split into shards of whole engine chunks, so each shard pushes exactly the batches the
+    """Frames of a loaded model (`model_frames`); on a Ray executor the points are split into a
+    shard per worker, each of whole engine chunks, so each shard pushes exactly the batches the
     one-process run pushes and the Grams are the same bits (on CPU, where the executor keeps the
     driver's thread count)."""
     from tqdm import tqdm
@@ -172,14 +172,14 @@ def net_frames(params: Mapping, model_id: str, spec: Mapping, model, at, sha256:
     swapped = forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
     engine = {"layers": layers_for(params, spec), "labels": frame.labels, "families": frame.families,
               "chunk_size": cfg["chunk_size"], "method": method, "fd_step": cfg["fd_step"]}
-    shards = point_shards(len(ids), frame.vectors.shape[1], cfg["chunk_size"], executor.workers if executor else 1)
-    if len(shards) == 1:
+    if executor is None or not executor.address:            # here, as without executors
         with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
             result = compute_frames(model, x, frame.vectors, point_ids=ids, on_progress=bar.update, **engine)
     else:
         from .executor import Task, run_all
 
         shared = executor.share(model.cpu())
+        shards = point_shards(len(ids), frame.vectors.shape[1], cfg["chunk_size"], executor.workers)
         tasks = [Task(f"{model_id} points {s.start}-{s.stop - 1}",
                       lambda s=s: (shared, x[s].cpu(), frame.vectors[s].cpu(), ids[s], engine, params["device"]))
                  for s in shards]

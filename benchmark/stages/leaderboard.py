@@ -121,10 +121,10 @@ def rescore(params: Mapping) -> list[dict]:
                 continue
             if not _is_current(submitted_dir(params) / f"{card.id}.json", card, context):
                 cards.append(card)
+        current = len(paths) - len(cards) - len(failures)
         entries = _score_and_write(params, cards, failures)
         render(params)
-        info["did"] = (f"{len(entries)} of {len(paths)} cards scored, {len(paths) - len(cards) - len(failures)} "
-                       f"entries already current" + (f", {len(failures)} failed" if failures else ""))
+        info["did"] = f"{len(entries)} of {len(paths)} cards scored, {current} entries already current"
         info["out"] = f"{submitted_dir(params)}/, {REPORTS}/leaderboard.md"
         _raise_failures(failures, len(paths))
     return entries
