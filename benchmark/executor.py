@@ -121,7 +121,7 @@ class RayExecutor:
                         raise
                     outcome = Outcome(name, error=str(exc.cause))
                 except ray.exceptions.RayError as exc:      # a worker or node died under the task
-                    outcome = Outcome(name, error=f"its Ray worker failed ({str(exc).splitlines()[0]})")
+                    outcome = Outcome(name, error=f"{name}: its Ray worker failed ({str(exc).splitlines()[0]})")
                 progress.done(outcome)
                 yield outcome
 
