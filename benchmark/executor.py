@@ -158,8 +158,8 @@ def open_executor(params: Mapping, *, cpus: int | None = None) -> Iterator[Execu
     try:
         import ray
     except ImportError:
-        raise NFBenchError("executor: ray needs Ray installed on the driver and the workers "
-                           "(pip install -r requirements.lock pins ray[default])") from None
+        raise NFBenchError("executor: ray (or RAY_ADDRESS set) needs Ray installed here and on the workers "
+                           "(pip install -r requirements.lock pins ray[default]); or executor: local") from None
     if ray.is_initialized():
         yield RayExecutor(ray.get_runtime_context().gcs_address)
         return
@@ -172,7 +172,7 @@ def open_executor(params: Mapping, *, cpus: int | None = None) -> Iterator[Execu
         if address is None:
             print(f"[executor] started a local Ray cluster ({int(ray.cluster_resources().get('CPU', 0))} CPUs); "
                   f"dashboard http://{context.dashboard_url}", file=sys.stderr)
-        yield RayExecutor(context.address_info["gcs_address"])
+        yield RayExecutor(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
 

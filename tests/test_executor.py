@@ -18,7 +18,8 @@ import time
 import pytest
 import yaml
 
-from benchmark.config import load_params
+from benchmark.config import load_params, validate_params
+from benchmark.errors import NFBenchError
 from benchmark.executor import open_executor
 from benchmark.pipeline import point_shards
 from benchmark.stages import frames, leaderboard
@@ -155,3 +156,18 @@ def test_a_model_trained_as_a_ray_task_is_the_model_trained_here(cluster, projec
         [path] = (root / "quick").glob("*.safetensors")
         trained[executor] = path.read_bytes()
     assert manifest["source"] == "local" and trained["local"] == trained["ray"]
+
+
+def test_a_bad_executor_names_the_key_and_its_values():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(NFBenchError, match=r"^params.yaml: executor: must be local \(this process\) or ray "
+                                           r"\(a Ray cluster\), got 'rey'$"):
+        validate_params({**raw, "executor": "rey"})
+
+
+def test_executor_ray_without_ray_installed_says_so_in_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)                   # `import ray` fails as if not installed
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(NFBenchError, match=r"^executor: ray \(or RAY_ADDRESS set\) needs Ray installed"):
+        with open_executor({"executor": "ray"}):
+            pass
