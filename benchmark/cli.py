@@ -107,7 +107,14 @@ def cmd_submit(args) -> None:
     from .pipeline import suite_params
     from .stages import leaderboard
 
-    leaderboard.submit(suite_params(_params(args), args.suite), args.card, replace=args.replace)
+    leaderboard.submit(suite_params(_params(args), args.suite), args.cards, replace=args.replace)
+
+
+def cmd_leaderboard_rescore(args) -> None:
+    from .pipeline import suite_params
+    from .stages import leaderboard
+
+    leaderboard.rescore(suite_params(_params(args), args.suite))
 
 
 def cmd_leaderboard(args) -> None:
@@ -239,6 +246,12 @@ def cmd_bench_frames(args) -> None:
     bench_frames(cases, repeats=args.repeats, memory=not args.no_memory)
 
 
+def cmd_bench_executor(args) -> None:
+    from .bench_executor import bench_executor
+
+    bench_executor(_params(args), args.models, tuple(args.workers), args.repeats)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nfbench", description=__doc__.splitlines()[0])
     p.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
@@ -364,6 +377,11 @@ def _stage_commands(sub) -> None:
     verify.add_argument("model", help="id of a submitted entry (leaderboard/<suite>/<id>.json)")
     _suite_option(verify, default=argparse.SUPPRESS)
     verify.set_defaults(func=cmd_leaderboard_verify)
+    rescore = what.add_parser(
+        "rescore", help="score again every card in submissions/ whose entry is missing or stale (another protocol, "
+                        "code or card), one executor task per card; rerun after an interruption to finish")
+    _suite_option(rescore, default=argparse.SUPPRESS)
+    rescore.set_defaults(func=cmd_leaderboard_rescore)
     what.add_parser("schema", help="print the model card's JSON Schema (submissions/card.schema.json is this "
                                    "output)").set_defaults(func=cmd_leaderboard_schema)
 
@@ -378,8 +396,10 @@ def _reference_option(sp) -> None:
 def _leaderboard_commands(sub) -> None:
     """Submitting a model, checking and replicating the results, publishing checkpoints."""
     stage = functools.partial(_command, sub)
-    sp = stage("submit", cmd_submit, "score a model card and add its entry to the leaderboard")
-    sp.add_argument("card", help="the model card, submissions/<id>.yaml (see SUBMITTING.md)")
+    sp = stage("submit", cmd_submit, "score model cards and add their entries to the leaderboard (one executor "
+                                     "task per card)")
+    sp.add_argument("cards", nargs="+", metavar="CARD",
+                    help="model cards, submissions/<id>.yaml (see SUBMITTING.md)")
     _suite_option(sp)
     sp.add_argument("--replace", action="store_true", help="overwrite an existing entry with the same id")
     sp = stage("check", cmd_check, "compare claims with the committed reference: reproduced, or replicated")
@@ -427,6 +447,12 @@ def _suite_commands(sub) -> None:
                     help="observe every leaf module (default) or the pipeline's layers (`auto`)")
     sp.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     sp.set_defaults(func=cmd_bench_frames)
+    sp = bench.add_parser("executor", help="scoring a zoo of the suite's models here vs on a local Ray cluster, "
+                                           "and Ray's per-task overhead")
+    sp.add_argument("--models", type=int, default=6, help="zoo size: the suite's first fetched classifiers")
+    sp.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="CPUs of each local Ray cluster")
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.set_defaults(func=cmd_bench_executor)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 params.yaml is the pipeline's single source of parameters (DVC tracks it key by key).  A
 suite preset (suites/<name>.yaml) holds the suite-dependent sections — data, attack,
 perturbations, generative, models, leaderboard — and `nfbench suite use NAME` copies them into
-params.yaml, keeping the global settings (device, checkpoints, frames, tracking).
+params.yaml, keeping the global settings (device, checkpoints, frames, tracking, executor).
 
 Local models (trained by a recipe) may name a published checkpoint, `published: {checkpoint,
 sha256}`: the file the suite's reference results were computed from.  `checkpoints: published`
@@ -52,8 +52,9 @@ SUITE_SECTIONS = ("data", "attack", "perturbations", "generative", "models", "le
 # A preset must have the section (dvc.yaml tracks it); its keys default to these.
 LEADERBOARD = {"primary": "augmentation_invariance", "ranked_if": {"above_chance": 0.5, "below_standard": None},
                "reference": "convolutional"}
-GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking")
+GLOBAL_SECTIONS = ("suite", "device", "checkpoints", "frames", "tracking", "executor")
 CHECKPOINTS = ("published", "train")    # local models: install the published checkpoint, or retrain here
+EXECUTORS = ("local", "ray")            # where tasks run: this process, or a Ray cluster (benchmark/executor.py)
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC param key paths
 # model keys that describe the model rather than configure its source or recipe
 MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group",
@@ -122,6 +123,11 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     if p["checkpoints"] not in CHECKPOINTS:
         raise NFBenchError(f"{where}: checkpoints: {one_of(str(p['checkpoints']), CHECKPOINTS, 'setting')} "
                            f"(published: install the suite's published checkpoints; train: retrain here)")
+
+    p["executor"] = p.get("executor", "local")
+    if p["executor"] not in EXECUTORS:
+        raise NFBenchError(f"{where}: executor: must be local (this process) or ray (a Ray cluster), "
+                           f"got {p['executor']!r}")
 
     data = _data_section(p, where, suites_dir)
 
@@ -412,18 +418,6 @@ def _source_fields(source: str, fields: dict, where: str, allowed_meta) -> dict:
     return dict(fields)
 
 
-def resolve_device(setting: str):
-    """The torch.device of params.yaml `device` (auto: CUDA when present)."""
-    import torch
-
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise NFBenchError(f"params.yaml: device: {setting!r} asked for, but CUDA is not available here; "
-                           f"use auto or cpu")
-    return torch.device(setting)
-
-
 def layers_for(params: Mapping, spec: Mapping):
     """frames.layers: one setting for all models, or per architecture (`smallcnn: [relu1, …]`)."""
     setting = params["frames"]["layers"]
@@ -431,7 +425,6 @@ def layers_for(params: Mapping, spec: Mapping):
         arch = spec.get("arch") or spec.get("name") or spec.get("entry_point")
         return setting.get(arch, setting.get("default", "auto"))
     return setting
-
 
 
 def use_suite(name: str, params_path: Path = PARAMS_FILE, suites_dir: Path = SUITES_DIR) -> dict:

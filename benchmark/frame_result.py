@@ -48,6 +48,15 @@ class FrameResult:
             raise NFBenchError(one_of(family, self.families, "perturbation family"))
         return torch.tensor([f == family for f in self.families])
 
+    @classmethod
+    def along_points(cls, parts: list[FrameResult]) -> FrameResult:
+        """The result of the points of `parts` (results of the same frame and layers) in order."""
+        first = parts[0]
+        return cls(grams=torch.cat([p.grams for p in parts], dim=1),
+                   act_norms=torch.cat([p.act_norms for p in parts], dim=1), dims=first.dims,
+                   layers=first.layers, labels=first.labels, families=first.families,
+                   point_ids=torch.cat([p.point_ids for p in parts]), provenance=dict(first.provenance))
+
     def to_bytes(self) -> bytes:
         from .storage import tensors_to_bytes
 

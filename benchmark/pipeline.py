@@ -9,11 +9,13 @@ the suite's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
-from .config import layers_for, resolve_device
+from .config import layers_for
 from .errors import NFBenchError, one_of
+from .executor import resolve_device
 from .storage import code_version, read_json, sha256_json
 
 POINTS = Path("data/points.safetensors")          # the suite's fixed evaluation points
@@ -138,32 +140,55 @@ def suite_autoencoder(params: Mapping, directory: str | Path | None = None):
 
 
 def model_frames(params: Mapping, model_id: str, spec: Mapping, *, models_root=None, points=POINTS,
-                 method: str | None = None, at=None):
+                 method: str | None = None, at=None, executor=None):
     """Frames (a FrameResult) of one fetched model at the suite's points with the suite's
     perturbations (`at`: a `suite_frame` result to reuse, built here when None; `models_root`:
-    where the model's directory is, by default the suite's).  Imports torch: the stages that
-    only copy files do not."""
-    from tqdm import tqdm
-
-    from .frames import compute_frames
+    where the model's directory is, by default the suite's; `executor`: shards the points over
+    its workers).  Imports torch: the stages that only copy files do not."""
     from .models import store, zoo
-    from .models.checks import forward_ad_ready
 
     models_root = models_root or model_root(spec)
-    x, ids, frame, data_meta = at or suite_frame(params, points)
-    model = zoo.load(model_id, spec, models_root).to(x.device)
+    at = at or suite_frame(params, points)
+    model = zoo.load(model_id, spec, models_root)
+    return net_frames(params, model_id, spec, model, at, store.read_manifest(model_id, models_root)["sha256"],
+                      method=method, executor=executor)
+
+
+def net_frames(params: Mapping, model_id: str, spec: Mapping, model, at, sha256: str, *, method: str | None = None,
+               executor=None):
+    """Frames of a loaded model (`model_frames`); on a Ray executor the points are split into a
+    shard per worker, each of whole engine chunks, so each shard pushes exactly the batches the
+    one-process run pushes and the Grams are the same bits (on CPU, where the executor keeps the
+    driver's thread count)."""
+    from tqdm import tqdm
+
+    from .frame_result import FrameResult
+    from .frames import compute_frames
+    from .models.checks import forward_ad_ready
+
+    x, ids, frame, data_meta = at
+    model = model.to(x.device)
     cfg = params["frames"]
     method = method or spec.get("frames_method") or cfg["method"]
     swapped = forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
+    engine = {"layers": layers_for(params, spec), "labels": frame.labels, "families": frame.families,
+              "chunk_size": cfg["chunk_size"], "method": method, "fd_step": cfg["fd_step"]}
+    if executor is None or not executor.address:            # here, as without executors
+        with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
+            result = compute_frames(model, x, frame.vectors, point_ids=ids, on_progress=bar.update, **engine)
+    else:
+        from .executor import Task, run_all
+
+        shared = executor.share(model.cpu())
+        shards = point_shards(len(ids), frame.vectors.shape[1], cfg["chunk_size"], executor.workers)
+        tasks = [Task(f"{model_id} points {s.start}-{s.stop - 1}",
+                      lambda s=s: (shared, x[s].cpu(), frame.vectors[s].cpu(), ids[s], engine, params["device"]))
+                 for s in shards]
+        result = FrameResult.along_points(run_all(executor, shard_frames, tasks, f"frames {model_id}"))
     pert = params["perturbations"]
-    with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
-        result = compute_frames(model, x, frame.vectors, layers_for(params, spec),
-                                labels=frame.labels, families=frame.families, point_ids=ids,
-                                chunk_size=cfg["chunk_size"], method=method, fd_step=cfg["fd_step"],
-                                on_progress=bar.update)
     result.provenance.update({
         "model": model_id, "role": spec["role"], "architecture": _architecture(model, spec, model_id),
-        "model_sha256": store.read_manifest(model_id, models_root)["sha256"],
+        "model_sha256": sha256,
         "perturbations": pert, "perturbation_hash": sha256_json(pert), "data_hash": data_meta["content_hash"],
         "suite": params["suite"], "code_version": code_version(), "device": x.device.type,
         **({"swapped_for_forward_ad": swapped} if swapped else {})})
@@ -180,6 +205,35 @@ def _architecture(model, spec: Mapping, model_id: str) -> str | None:
         raise NFBenchError(f"model {model_id!r}: architecture: {declared!r}, but its class {type(model).__name__} "
                            f"is {known!r} (declare it only for a class nfbench does not know)")
     return known or declared
+
+
+def point_shards(points: int, vectors: int, chunk_size: int, workers: int) -> list[slice]:
+    """Up to `workers` contiguous shards of the points, each a whole number of the engine's chunks
+    (`chunk_size // vectors` points), so sharding changes no batch the engine pushes."""
+    per_chunk = max(1, chunk_size // vectors)
+    chunks = -(-points // per_chunk)
+    per_shard = -(-chunks // max(1, min(workers, chunks))) * per_chunk
+    return [slice(a, min(a + per_shard, points)) for a in range(0, points, per_shard)]
+
+
+def shard_frames(model, x, vectors, ids, engine: Mapping, device: str):
+    """A worker's job: the Grams of one shard of points, on the worker's device."""
+    from .frames import compute_frames
+
+    where = resolve_device(device)
+    return compute_frames(model.to(where), x.to(where), vectors.to(where), point_ids=ids, **engine)
+
+
+def measure(params: Mapping, model_id: str, spec: Mapping, model, data, at, sha256: str):
+    """A worker's job for a submitted model: (its accuracies, its frames), on the worker's device;
+    `model`, `data` (the suite's dataset) and `at` (`suite_frame`) arrive loaded, not as paths."""
+    from .models.evaluate import evaluate
+
+    device = resolve_device(params["device"])
+    x, ids, frame, data_meta = at
+    accuracy = evaluate(model.to(device), data, params, spec)
+    here = (x.to(device), ids, dataclasses.replace(frame, vectors=frame.vectors.to(device)), data_meta)
+    return accuracy, net_frames(params, model_id, spec, model, here, sha256)
 
 
 def model_record(params: Mapping, model_id: str, spec: Mapping | None = None, accuracy: Mapping | None = None,

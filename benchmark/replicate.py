@@ -6,6 +6,9 @@ scratch workspace `.replicate/seeds-<seeds>/` holding a copy of the pipeline; `d
 there up to the report, and its claims are compared with the committed reference in replicate
 mode (`regression.agreement`): per row agrees, borderline or disagrees.  The workspace is kept
 for inspection (its dvc.lock, metrics and reports); rerunning with the same seeds resumes it.
+With `executor: ray` every stage's driver uses one cluster, started here unless RAY_ADDRESS
+names one: each model to retrain is one task (`models.fetch`), and replications with other seed
+sets can share the cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from .errors import NFBenchError
+from .executor import open_executor
 from .storage import read_json, write_json, write_text
 
 WORKSPACES = Path(".replicate")
@@ -89,9 +93,11 @@ def prepare(params: Mapping, seeds: list[int], root: Path = Path("."), params_fi
     return workspace
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
+def _run(cmd: list[str], cwd: Path, ray_address: str | None = None) -> None:
+    """`cmd` in `cwd`; `ray_address`: the cluster the stages' drivers connect to (RAY_ADDRESS)."""
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+           **({"RAY_ADDRESS": ray_address} if ray_address else {})}
     env.pop("MLFLOW_TRACKING_URI", None)              # the workspace's params name the store
     result = subprocess.run(cmd, cwd=cwd, env=env)
     if result.returncode != 0:
@@ -104,7 +110,8 @@ def run(params: Mapping, seeds: list[int], reference: Path, *, root: Path = Path
 
     workspace = prepare(params, seeds, root)
     print(f"[replicate] seeds {' '.join(map(str, seeds))}: running the pipeline in {workspace}", file=sys.stderr)
-    _run(["dvc", "repro", "report"], workspace)
+    with open_executor(params) as executor:          # one cluster for every stage: a task per model trained
+        _run(["dvc", "repro", "report"], workspace, executor.address)
     fresh = read_json(workspace / "reports" / "claims.json")
     ok, rows = compare(fresh, read_json(reference), "replicate")
     write_json(workspace / "agreement.json", {"seeds": list(seeds), "reference": str(reference), "ok": ok,

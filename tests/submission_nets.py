@@ -3,6 +3,8 @@
 Not a test module; the tests put this directory on sys.path so the entry points import.
 """
 
+import time
+
 import torch
 from torch import nn
 
@@ -29,6 +31,14 @@ class NaNNet(TinyNet):
         return super().forward(x) * float("nan")
 
 
+class SlowNet(TinyNet):
+    """TinyNet taking 20 ms a forward pass: a card that takes seconds to score (an interrupted rescore)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return super().forward(x)
+
+
 def tiny() -> nn.Module:
     return TinyNet()
 
@@ -39,3 +49,7 @@ def seven_classes() -> nn.Module:
 
 def nan_outputs() -> nn.Module:
     return NaNNet()
+
+
+def slow() -> nn.Module:
+    return SlowNet()

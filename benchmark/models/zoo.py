@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import resolve_device
 from ..errors import NFBenchError
+from ..executor import resolve_device
 from ..recipes import architecture
 from . import sources, store
 from .checkpoints import load_into
@@ -47,17 +47,18 @@ def load(model_id: str, spec: Mapping, root: Path = MODELS_DIR) -> nn.Module:
     return load_into(net, load_file(str(checkpoint)), f"model {model_id!r}")
 
 
-def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress: bool = True) -> tuple[bytes, dict]:
+def train(spec: Mapping, params: Mapping, *, generative: bool = False, progress: bool = True,
+          data=None) -> tuple[bytes, dict]:
     """Train a local model by its recipe: (its checkpoint as safetensors bytes, whose metadata
     records the recipe (`published.file_metadata`, so the file can be published as it is), and
-    its manifest fields)."""
+    its manifest fields); `data`: the suite's dataset, loaded here when None."""
     from safetensors.torch import save
 
     from ..data import load_suite_dataset
     from . import published
     from .training import train_classifier, train_vae
 
-    data = load_suite_dataset(params["data"])
+    data = data or load_suite_dataset(params["data"])
     recipe = published.recipe(spec, generative)
     if generative:   # the protocol's autoencoder: on the suite's device (hours on a CPU at CIFAR-10 scale)
         net, stats = train_vae(data, recipe, progress=progress, device=resolve_device(params["device"]))

@@ -3,7 +3,8 @@
 One process for every model (the default: all of the suite's): the frame (augmentation
 tangents, noise and the autoencoder's directions at the points) is built once and pushed
 through each model; each model's Grams go to frames/<id>.safetensors, its per-layer series to
-metrics/plots/<id>.csv and one MLflow run.
+metrics/plots/<id>.csv and one MLflow run.  With `executor: ray` each model's points are
+sharded over the cluster's workers (benchmark/executor.py) and the Grams come back to be written here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from .. import metrics
 from ..errors import NFBenchError
+from ..executor import open_executor
 from ..pipeline import FRAMES, MODELS, PLOTS, POINTS, model_frames, model_root, model_spec, suite_frame
 from ..storage import write_text
 from ..tracking import Record, points_dataset, stage_run
@@ -31,21 +33,22 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
         at = suite_frame(params, points, models_dir)
         info["did"] = f"frame of {at[2].vectors.shape[1]} vectors at {len(at[1])} points"
     dataset = points_dataset(points) if track else None    # every model's run names the same points
-    for i, model_id in enumerate(ids, 1):
-        spec = params["models"][model_id]
-        with (announce(f"frames {i}/{len(ids)} {model_id}") as info,
-              stage_run(params, model=model_id, stage="frames", enabled=track) as record):
-            result = model_frames(params, model_id, spec, models_root=model_root(spec, models_dir), method=method,
-                                  at=at)
-            path = Path(out) / f"{model_id}.safetensors"
-            result.save(path)
-            series = layer_series(result)
-            write_plot(Path(plots) / f"{model_id}.csv", result, series)
-            info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
-                           f"{len(result.layers)} layers ({result.provenance['method']}, "
-                           f"{result.provenance['device']})")
-            info["out"] = str(path)
-            _record(record, spec, result, series, dataset)
+    with open_executor(params) as executor:
+        for i, model_id in enumerate(ids, 1):
+            spec = params["models"][model_id]
+            with (announce(f"frames {i}/{len(ids)} {model_id}") as info,
+                  stage_run(params, model=model_id, stage="frames", enabled=track) as record):
+                result = model_frames(params, model_id, spec, models_root=model_root(spec, models_dir),
+                                      method=method, at=at, executor=executor)
+                path = Path(out) / f"{model_id}.safetensors"
+                result.save(path)
+                series = layer_series(result)
+                write_plot(Path(plots) / f"{model_id}.csv", result, series)
+                info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
+                               f"{len(result.layers)} layers ({result.provenance['method']}, "
+                               f"{result.provenance['device']})")
+                info["out"] = str(path)
+                _record(record, spec, result, series, dataset)
 
 
 def layer_series(result) -> dict[str, list[float]]:

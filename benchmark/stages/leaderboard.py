@@ -1,4 +1,4 @@
-"""`nfbench submit CARD` and `nfbench leaderboard [verify ID]`: leaderboard entries and tables.
+"""`nfbench submit CARD...` and `nfbench leaderboard [verify ID | rescore]`: leaderboard entries and tables.
 
   submissions/<id>.yaml                model cards (SUBMITTING.md)
   models/submissions/<id>/             submitted models, fetched and verified like the suite's
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -27,8 +28,8 @@ from pathlib import Path
 from .. import leaderboard as lb
 from .. import scores
 from ..cards import Card, load_card
-from ..config import resolve_device
 from ..errors import NFBenchError, one_of
+from ..executor import Task, open_executor, resolve_device
 from ..metrics import FrameStatistics, frame_statistics
 from ..models import Wanted, fetch, store
 from ..pipeline import (
@@ -41,10 +42,10 @@ from ..pipeline import (
     SUBMISSIONS,
     SUBMITTED_MODELS,
     load_points,
-    model_accuracy,
-    model_frames,
+    measure,
     model_record,
     root_of,
+    suite_frame,
 )
 from ..storage import code_version, read_json, sha256_file, sha256_json, write_bytes, write_json, write_text
 from . import announce
@@ -76,35 +77,148 @@ def read_reference(params: Mapping) -> dict[str, FrameStatistics]:
     return {p.stem: FrameStatistics.load(p) for p in paths}
 
 
-def submit(params: Mapping, card_path: str | Path, *, replace: bool = False) -> dict:
-    """Score a model card and write its entry, then re-render the leaderboard.
+def submit(params: Mapping, card_paths: list[str | Path], *, replace: bool = False) -> list[dict]:
+    """Score model cards (one executor task each), writing each entry as it is scored, then
+    re-render the leaderboard.
 
-    Nothing under leaderboard/ or reports/ is written unless every check and computation passed.
+    A card that fails writes nothing and is named with its one-line error, after the others are
+    written; nothing under leaderboard/ or reports/ is written when every card fails.
     """
     with announce("submit") as info:
-        card = load_card(card_path, params)
-        if card.path.resolve().parent != SUBMISSIONS.resolve():
-            raise NFBenchError(f"{card.path}: model cards live in {SUBMISSIONS}/ (where `nfbench leaderboard "
-                               f"verify` finds them); move it to {SUBMISSIONS}/{card.id}.yaml")
-        path = submitted_dir(params) / f"{card.id}.json"
-        if path.exists() and not replace:
-            raise NFBenchError(f"{card.path}: id: {card.id!r} already has an entry ({path}); "
-                               f"pass --replace to overwrite it")
-        entry = score_card(params, card, SUBMITTED_MODELS)
-        write_json(path, entry)
-        _, unranked = render(params)
-        s = entry["scores"]
-        why = unranked.get(card.id)
-        info["did"] = (f"{card.id}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in scores.SCORES)
-                       + (f"; not ranked: {why}" if why else "; ranked"))
-        info["out"] = f"{path}, {REPORTS}/leaderboard.md"
-    return entry
+        cards, failures = [], {}
+        for card_path in card_paths:
+            try:
+                cards.append(_submittable(params, card_path, replace))
+            except NFBenchError as exc:
+                failures[str(card_path)] = str(exc)
+        entries = _score_and_write(params, cards, failures)
+        if entries:
+            _, unranked = render(params)
+            info["did"] = "; ".join(_summary(e, unranked) for e in entries)
+            info["out"] = ", ".join([*(str(submitted_dir(params) / f"{e['id']}.json") for e in entries),
+                                     f"{REPORTS}/leaderboard.md"])
+        _raise_failures(failures, len(card_paths))
+    return entries
 
 
-def score_card(params: Mapping, card: Card, models_root: Path) -> dict:
-    """The entry of a card: fetch and check the model (into `models_root`; a RobustBench
-    checkpoint is downloaded to, or placed by the user in, models/submissions/robustbench/
-    whatever `models_root` is), then its frames, statistics and scores."""
+def rescore(params: Mapping) -> list[dict]:
+    """`nfbench leaderboard rescore`: score again every card in submissions/ whose entry is missing
+    or was computed with another protocol (parameters, points, autoencoder), code or card.
+
+    Each entry is written as its card finishes, so a rescore that is interrupted and run again
+    scores only the cards left; failures as in `submit`.
+    """
+    with announce("rescore") as info:
+        context = _context(params)
+        paths = sorted(SUBMISSIONS.glob("*.yaml"))
+        cards, failures = [], {}
+        for card_path in paths:
+            try:
+                card = load_card(card_path, params)
+            except NFBenchError as exc:
+                failures[str(card_path)] = str(exc)
+                continue
+            if not _is_current(submitted_dir(params) / f"{card.id}.json", card, context):
+                cards.append(card)
+        current = len(paths) - len(cards) - len(failures)
+        entries = _score_and_write(params, cards, failures)
+        render(params)
+        info["did"] = f"{len(entries)} of {len(paths)} cards scored, {current} entries already current"
+        info["out"] = f"{submitted_dir(params)}/, {REPORTS}/leaderboard.md"
+        _raise_failures(failures, len(paths))
+    return entries
+
+
+def _submittable(params: Mapping, card_path: str | Path, replace: bool) -> Card:
+    """A checked card that may be submitted: it lives in submissions/ and, unless `replace`, has no entry yet."""
+    card = load_card(card_path, params)
+    if card.path.resolve().parent != SUBMISSIONS.resolve():
+        raise NFBenchError(f"{card.path}: model cards live in {SUBMISSIONS}/ (where `nfbench leaderboard "
+                           f"verify` finds them); move it to {SUBMISSIONS}/{card.id}.yaml")
+    path = submitted_dir(params) / f"{card.id}.json"
+    if path.exists() and not replace:
+        raise NFBenchError(f"{card.path}: id: {card.id!r} already has an entry ({path}); "
+                           f"pass --replace to overwrite it")
+    return card
+
+
+def _score_and_write(params: Mapping, cards: list[Card], failures: dict[str, str]) -> list[dict]:
+    """Score `cards`, writing each entry (atomically) as it finishes; a failed card's error goes to
+    `failures` (card file -> error)."""
+    entries = []
+    for card, entry, error in score_cards(params, cards, SUBMITTED_MODELS):
+        if error is not None:
+            failures[str(card.path)] = error
+            continue
+        write_json(submitted_dir(params) / f"{card.id}.json", entry)
+        entries.append(entry)
+    return entries
+
+
+def _raise_failures(failures: Mapping[str, str], total: int) -> None:
+    """The failed cards' errors as one line (a lone card's error as it is)."""
+    if failures:
+        head = f"{len(failures)} of {total} cards not scored: " if total > 1 else ""
+        raise NFBenchError(head + "; ".join(failures.values()))
+
+
+def _summary(entry: Mapping, unranked: Mapping[str, str]) -> str:
+    s, why = entry["scores"], unranked.get(entry["id"])
+    return (f"{entry['id']}: " + ", ".join(f"{k} {lb.format_score(k, s[k])}" for k in scores.SCORES)
+            + (f"; not ranked: {why}" if why else "; ranked"))
+
+
+def _is_current(path: Path, card: Card, context: Mapping) -> bool:
+    """Whether the entry at `path` was scored from this card with this checkout's protocol and code."""
+    if not path.is_file():
+        return False
+    provenance = read_json(path).get("provenance", {})
+    return (provenance.get("card_sha256") == sha256_file(card.path)
+            and all(provenance.get(k) == context[k] for k in (*_SHARED, "code_version")))
+
+
+def score_cards(params: Mapping, cards: list[Card],
+                models_root: Path) -> Iterator[tuple[Card, dict | None, str | None]]:
+    """The entries of cards, one executor task each: (card, entry, None) or (card, None, its
+    one-line error) as each finishes.  Here, on the driver, each model is fetched and checked (into
+    `models_root`; a RobustBench checkpoint is downloaded to, or placed by the user in,
+    models/submissions/robustbench/ whatever `models_root` is) and loaded; its accuracies and frames
+    run where the executor puts the task; its statistics and scores are computed here again."""
+    from ..data import load_suite_dataset
+    from ..models import zoo
+
+    if not cards:
+        return
+    context, reference = _scoring_context(params)
+    by_id, manifests = {card.id: card for card in cards}, {}
+
+    def prepare(card: Card, executor, data, at) -> tuple:
+        [(_, manifests[card.id], _)] = fetch([Wanted(card.id, card.spec, models_root, what=f"{card.path}: model",
+                                                     downloads=SUBMITTED_MODELS)], params)
+        net = zoo.load(card.id, card.spec, models_root)
+        return params, card.id, card.spec, executor.share(net), data, at, manifests[card.id]["sha256"]
+
+    with _importable(SUBMISSIONS), open_executor(params) as executor:
+        data, at = executor.share(load_suite_dataset(params["data"])), executor.share(suite_frame(params))
+        tasks = [Task(card.id, functools.partial(prepare, card, executor, data, at)) for card in cards]
+        for outcome in executor.run(measure, tasks, f"score {len(cards)} cards"):
+            card = by_id[outcome.name]
+            if outcome.error is not None:
+                yield card, None, outcome.error
+                continue
+            accuracy, result = outcome.value
+            stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy,
+                                                          architecture=result.provenance["architecture"]))
+            provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml",
+                          "card_sha256": sha256_file(card.path), "evaluated_on": accuracy["evaluated_on"],
+                          "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+            yield card, _entry(params, stats, card.spec, manifests[card.id]["sha256"], reference, provenance,
+                               card=card.raw), None
+
+
+def _scoring_context(params: Mapping) -> tuple[dict, dict[str, FrameStatistics]]:
+    """(provenance every entry shares, the reference statistics), once this checkout is shown to
+    compute what the suite entries were computed with."""
     suite_entries = read_entries(suite_dir(params), shown=False)       # only their shared provenance is read
     if not suite_entries:
         raise NFBenchError(f"no suite entries in {suite_dir(params)}/ to score against; run the suite's "
@@ -115,18 +229,7 @@ def score_card(params: Mapping, card: Card, models_root: Path) -> dict:
         if theirs != {context[key]}:
             raise NFBenchError(f"this checkout's {what} is not the one the entries in {suite_dir(params)}/ "
                                f"were computed with; rerun the suite's pipeline (dvc repro) so they agree")
-    reference = read_reference(params)
-    with _importable(SUBMISSIONS):
-        [(_, manifest, _)] = fetch([Wanted(card.id, card.spec, models_root, what=f"{card.path}: model",
-                                          downloads=SUBMITTED_MODELS)], params)
-        accuracy = model_accuracy(params, card.id, card.spec, models_root=models_root)
-        result = model_frames(params, card.id, card.spec, models_root=models_root)
-    stats = frame_statistics(result, model_record(params, card.id, card.spec, accuracy,
-                                                  architecture=result.provenance["architecture"]))
-    provenance = {**context, "card_file": f"{SUBMISSIONS}/{card.id}.yaml", "card_sha256": sha256_file(card.path),
-                  "evaluated_on": accuracy["evaluated_on"],
-                  "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    return _entry(params, stats, card.spec, manifest["sha256"], reference, provenance, card=card.raw)
+    return context, read_reference(params)
 
 
 def refresh(params: Mapping, *, statistics: Path = STATISTICS, accuracies: Path = MODEL_METRICS,
@@ -206,7 +309,9 @@ def verify(params: Mapping, model_id: str) -> tuple[Path, bool, list[dict]]:
     entry = read_json(path)
     card = load_card(SUBMISSIONS / f"{model_id}.yaml", params)
     with tempfile.TemporaryDirectory(prefix="nfbench-verify-") as root:
-        recomputed = score_card(params, card, Path(root))
+        [(_, recomputed, error)] = score_cards(params, [card], Path(root))
+    if error is not None:
+        raise NFBenchError(error)
     ok, rows = lb.compare(entry, recomputed)
     return path, ok, rows
 
