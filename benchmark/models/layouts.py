@@ -54,6 +54,7 @@ def _odd_features(net: nn.Module) -> list[str]:
     downsampling, so the stages are the odd entries."""
     return ["features.0", *(f"features.{i}" for i in range(1, len(net.features), 2))]
 
+
 # (defining module, class name) -> the architecture of a network of that class or a subclass
 # (RobustBench's zoo subclasses these to add input normalization).
 _ARCHITECTURES: dict[tuple[str, str], Architecture] = {
