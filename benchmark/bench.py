@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .frames import INPUT, LOGITS, compute_frames, full_float32, resolve_layers
+from .frames import INPUT, LOGITS, compute_frames, resolve_layers
+from .kernels import full_float32
 
 METHODS = ("plain", "engine", "fd", "autograd")
 

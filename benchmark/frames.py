@@ -28,6 +28,7 @@ from torch.func import jvp, vmap
 from . import _functorch
 from .errors import NFBenchError, one_of
 from .frame_result import FrameResult
+from .kernels import attention_in_plain_ops, full_float32
 
 INPUT = "input"
 LOGITS = "logits"
@@ -186,22 +187,6 @@ def _forward_ad_error(exc: Exception, model: nn.Module) -> NFBenchError | None:
     return NFBenchError(
         f"forward-mode AD is not implemented for operator {name} in this model; {_REMEDIES} "
         f"(in Python: compute_frames(..., method='fd'))")
-
-
-@contextlib.contextmanager
-def full_float32() -> Iterator[None]:
-    """Float32 convolutions and matmuls at full precision on CUDA: TF32 off, restored after.
-
-    TF32 (cuDNN's default for convolutions) rounds operands to 10 mantissa bits: on an H100 it
-    put the pipeline's Grams 2e-4 (relative) away from the CPU's, and central differences lost
-    every digit (relative error 1e3).  Exact JVPs should not depend on the device.
-    """
-    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
 
 
 @contextlib.contextmanager
@@ -473,7 +458,7 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
     model.eval()
     try:
         # forward-mode AD only: no reverse-mode graph is ever needed
-        with torch.no_grad(), full_float32(), _batchnorm_as_affine(model):
+        with torch.no_grad(), full_float32(), attention_in_plain_ops(), _batchnorm_as_affine(model):
             layer_list = resolve_layers(model, x.to(device, dtype), layers)
             engine = _Engine(model, layer_list, method, fd_step, device, dtype)
             grams, norms = engine.run(x, frame, chunk_size, on_progress)

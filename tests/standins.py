@@ -47,7 +47,8 @@ _ROBUSTBENCH_LAYOUTS = {
 def write_robustbench(models_root: Path, spec: dict, seed: int = 0) -> Path:
     """The model's real RobustBench architecture with random weights, saved where
     `sources.robustbench.robustbench_path` looks, in the layout its real checkpoint has.  ImageNet checkpoints
-    hold the inner network's weights (RobustBench adds the `model.` prefix and normalization)."""
+    hold the network's weights without RobustBench's normalize → model wrapper, where it has one (RobustBench
+    adds the `model.` prefix and the normalization back; Singh et al.'s ConvStem ConvNeXts have none)."""
     import torch
 
     from benchmark.models.robustbench_compat import zoo_entry
@@ -57,7 +58,7 @@ def write_robustbench(models_root: Path, spec: dict, seed: int = 0) -> Path:
     state = zoo_entry(spec["name"], spec["dataset"], spec["threat_model"])["model"]().state_dict()
     if spec["dataset"] == "imagenet":
         layout = "imagenet"
-        payload = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        payload = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("normalize.")}
     else:
         layout = _ROBUSTBENCH_LAYOUTS.get(spec["name"], "module")
         without_norm = {k: v for k, v in state.items() if k not in ("mu", "sigma")}

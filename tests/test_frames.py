@@ -8,7 +8,7 @@ from torch import nn
 
 from benchmark.errors import NFBenchError
 from benchmark.frame_result import FrameResult
-from benchmark.frames import compute_frames
+from benchmark.frames import compute_frames, layer_point
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +21,20 @@ def float64():
 
 
 def fd_grams(model, x, frame, modules, h=1e-5):
-    """Grams of central differences (f(x+hv) − f(x−hv))/2h at the outputs of `modules`, by hand."""
+    """Grams of central differences (f(x+hv) − f(x−hv))/2h at the outputs of `modules` (what a
+    module receives for `name:input`), by hand."""
     outputs = {}
     named = dict(model.named_modules())
 
+    def hook(name, seen):
+        module, at = layer_point(name)
+        if at == "input":
+            return named[module].register_forward_pre_hook(lambda _m, i: seen.append(i[0].detach().clone()))
+        return named[module].register_forward_hook(lambda _m, _i, o: seen.append(o.detach().clone()))
+
     def run(inp):
         seen = []
-        handles = [named[m].register_forward_hook(lambda _m, _i, o: seen.append(o.detach().clone()))
-                   for m in modules]
+        handles = [hook(m, seen) for m in modules]
         try:
             with torch.no_grad():
                 logits = model(inp)
@@ -407,3 +413,96 @@ def test_the_fast_path_is_refused_on_an_untested_torch(monkeypatch):
 
     monkeypatch.setattr(torch, "__version__", "9.9.0")
     assert not _functorch._available()
+
+
+def _robustbench_stems():
+    """RobustBench's convolutional stems (Singh et al.'s ConvStem models), at a tiny width."""
+    from benchmark.models.robustbench_compat import import_robustbench
+
+    import_robustbench()
+    from robustbench.model_zoo.architectures import convstem_models
+
+    return convstem_models
+
+
+def _tiny_vit_with_a_conv_stem():
+    """timm's ViT with RobustBench's ConvStem patch embedding, behind RobustBench's normalize →
+    model wrapper, as Singh2023Revisiting_ViT-S-ConvStem is built."""
+    import timm
+
+    stems = _robustbench_stems()
+    from robustbench.model_zoo.architectures.utils_architectures import normalize_model
+
+    net = timm.models.vision_transformer.VisionTransformer(img_size=32, patch_size=16, embed_dim=16, depth=4,
+                                                           num_heads=2, num_classes=5)
+    net.patch_embed.proj = stems.ConvBlock(4, end_siz=4)
+    return normalize_model(net, stems.IMAGENET_MEAN, stems.IMAGENET_STD)
+
+
+def _tiny_convnext_with_a_conv_stem():
+    import timm
+
+    net = timm.models.convnext.ConvNeXt(depths=(1, 1, 1, 1), dims=(8, 8, 16, 16), ls_init_value=0.5, num_classes=5)
+    net.stem = _robustbench_stems().ConvBlock3(4)
+    return net
+
+
+def _tiny_torchvision_vit():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    net = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                            num_classes=5)
+    nn.init.normal_(net.heads.head.weight)        # torchvision starts the head at zero: constant logits
+    return net
+
+
+def _tiny_torchvision_swin():
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(patch_size=[4, 4], embed_dim=8, depths=[2, 2], num_heads=[2, 2], window_size=[2, 2],
+                           num_classes=5)
+
+
+def _tiny_torchvision_convnext():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    return ConvNeXt([CNBlockConfig(8, 16, 1), CNBlockConfig(16, None, 1)], layer_scale=0.5, num_classes=5)
+
+
+def _tiny_timm_swin():
+    import timm
+
+    return timm.models.swin_transformer.SwinTransformer(img_size=32, patch_size=4, embed_dim=8, depths=(2, 2),
+                                                        num_heads=(2, 2), window_size=2, num_classes=5)
+
+
+# The ImageNet suite's transformer and ConvNeXt classes (and their siblings in torchvision and
+# timm), small, random weights, 32×32 pixels: (builder, architecture family).
+TINY_ARCHITECTURES = {
+    "torchvision-vit": (_tiny_torchvision_vit, "transformer"),          # nn.MultiheadAttention
+    "torchvision-swin": (_tiny_torchvision_swin, "transformer"),        # shifted windows
+    "torchvision-convnext": (_tiny_torchvision_convnext, "convolutional"),
+    "timm-vit-convstem": (_tiny_vit_with_a_conv_stem, "transformer"),   # scaled_dot_product_attention
+    "timm-swin": (_tiny_timm_swin, "transformer"),
+    "timm-convnext-convstem": (_tiny_convnext_with_a_conv_stem, "convolutional"),
+}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "public-path"])
+@pytest.mark.parametrize("name", TINY_ARCHITECTURES)
+def test_transformers_and_convnexts_match_central_differences_at_their_block_outputs(name, fast, monkeypatch):
+    """Exact frames through attention (fused kernels have no forward-mode AD rule) and ConvNeXt
+    blocks, observed with `layers: auto` at the block outputs layouts.py declares."""
+    from benchmark import _functorch
+    from benchmark.models.layouts import architecture_family, declare_block_outputs
+
+    build, family = TINY_ARCHITECTURES[name]
+    torch.manual_seed(0)
+    model = declare_block_outputs(build()).eval()
+    assert architecture_family(model) == family
+    monkeypatch.setattr(_functorch, "AVAILABLE", fast and _functorch.AVAILABLE)
+    x, v = points(B=2, k=3, shape=(3, 32, 32))
+    result = compute_frames(model, x, v, "auto")
+    assert result.layers == ["input", *model.observable_layers, "logits"]
+    errors = [rel_err(r, ref) for r, ref in zip(result.grams[1:], fd_grams(model, x, v, model.observable_layers))]
+    assert max(errors) <= 1e-5, dict(zip(result.layers[1:], errors))
