@@ -192,7 +192,8 @@ def published_comparison(meta: Mapping) -> list[dict]:
     """A model's measured clean and robust accuracy beside its published `reference` (percent).
 
     The measured figures come from the suite's evaluation points, the published ones from the
-    full test set (RobustBench: 10,000 images, AutoAttack standard), so each measured value
+    full test set (RobustBench: 10,000 or 5,000 images, AutoAttack standard; torchvision's
+    weights: their top-1 on ImageNet's 50,000 validation images), so each measured value
     carries its binomial interval on the points it was measured on (`binomial_interval`) and is
     flagged only when the published value lies outside it: a flag is the first sign of a wrong
     preprocessing or a bad download.  The robust accuracy is compared only when it was measured
@@ -228,7 +229,8 @@ def _published_table(stats: Mapping[str, FrameStatistics]) -> list[str]:
     return ["## Accuracy, measured and published", "",
             f"Measured on the suite's evaluation points (their number: `points`), with the binomial (Wilson) "
             f"interval at {PUBLISHED_Z:g} standard errors on that many points; published on the full test set "
-            f"(RobustBench: 10,000 images, AutoAttack standard).  A published value outside the interval differs: "
+            f"(RobustBench: its test set under AutoAttack standard; torchvision: top-1 on ImageNet's 50,000 "
+            f"validation images, at its own resize).  A published value outside the interval differs: "
             f"check the checkpoint's download and the preprocessing first.  A robust accuracy measured with PGD "
             f"or a part of AutoAttack overestimates AutoAttack's, so it differs only when below the published "
             f"value (one-sided).", "",
