@@ -27,8 +27,9 @@ def run(params: Mapping, *, frames: Path = FRAMES, accuracies: Path = MODEL_METR
             path = Path(frames) / f"{model_id}.safetensors"
             if not path.is_file():
                 raise NFBenchError(f"{path} does not exist; run `nfbench frames` (dvc repro frames) first")
+            accuracy = evaluated(model_id, accuracies)["accuracy"]
             result = FrameResult.load(path)
-            record = model_record(params, model_id, accuracy=evaluated(model_id, accuracies)["accuracy"],
+            record = model_record(params, model_id, accuracy=accuracy,
                                   architecture=result.provenance.get("architecture"))
             stats[model_id] = frame_statistics(result, record)
             write_bytes(Path(out) / f"{model_id}.safetensors", stats[model_id].to_bytes())
