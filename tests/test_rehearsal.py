@@ -107,6 +107,18 @@ def assert_layerwise(root: Path, params: dict) -> None:
     assert "## Accuracy, measured and published" in layers_md
 
 
+def assert_architectures_compared(root: Path) -> None:
+    """tasks/architecture.yaml runs on the suite's standard transformer and CNNs (it has no fully
+    connected model: those rows say so)."""
+    rows = json.loads((root / "reports" / "claims.json").read_text())["rows"]
+    rows = [r for r in rows if r["task"] == "architecture"]
+    compared = [r for r in rows if r["subject"].startswith("transformer/convolutional:")]
+    assert compared and all(r["value"] is not None for r in compared), compared
+    families = {r["subject"].split(":")[0] for r in rows
+                if r["statistic"] == "rank_retention" and r["value"] is not None}
+    assert families == {"convolutional", "transformer"}, rows
+
+
 def assert_embedded_comes_back(root: Path, env: dict) -> None:
     reference = (ROOT / "reports" / "reference" / "embedded" / "claims.json").read_bytes()
     ok(["nfbench", "suite", "use", "embedded"], root, env)
@@ -172,4 +184,5 @@ def test_robustbench_imagenet_rehearsal(tmp_path, monkeypatch):
 
     params = rehearse(root, env, "robustbench_imagenet", prepare)
     assert_layerwise(root, params)
+    assert_architectures_compared(root)
     assert_embedded_comes_back(root, env)
