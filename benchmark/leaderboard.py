@@ -26,7 +26,7 @@ from .errors import NFBenchError, one_of
 from .metrics import FrameStatistics, as_float64, layer_means, nanmean
 from .regression import ROUNDING
 from .scores import BY_LABEL, SCORES, decode_replicates, is_reference, rank_ranges, reproduces
-from .vocab import DATASET_DIMS, UNLISTED_ARCHITECTURE
+from .vocab import DATASET_DIMS, shown_architecture
 
 __all__ = ["layer_profile", "reference_summary", "compare", "sort_entries", "format_score", "format_interval",
            "leaderboard_markdown", "leaderboard_html"]
@@ -257,11 +257,7 @@ def _row_cells(entry: Mapping) -> list[str]:
     name = entry["display_name"].replace("|", "\\|")
     link = _link(entry)
     return [f"[{name}]({link})" if link else name, f"`{entry['id']}`", _kind(entry), entry["role"],
-            _architecture(entry)]
-
-
-def _architecture(entry: Mapping) -> str:
-    return entry.get("architecture") or UNLISTED_ARCHITECTURE
+            shown_architecture(entry.get("architecture"))]
 
 
 def leaderboard_markdown(standing: Standing, suite: str, ranking: Ranking) -> str:
@@ -329,9 +325,10 @@ def leaderboard_html(standing: Standing, suite: str, ranking: Ranking) -> str:
     def described(e: Mapping) -> str:
         link = _link(e)
         name = f'<a href="{esc(link)}">{esc(e["display_name"])}</a>' if link else esc(e["display_name"])
+        architecture = shown_architecture(e.get("architecture"))
         return (cell(e["display_name"], f"{name}<br><code>{esc(e['id'])}</code>", "text")
                 + cell(_kind(e), _kind(e), "text") + cell(e["role"], esc(e["role"]), "text")
-                + cell(_architecture(e), esc(_architecture(e)), "text"))
+                + cell(architecture, esc(architecture), "text"))
 
     head = [("#", ""), ("model", "text"), ("entry", "text"), ("training", "text"), ("architecture", "text"),
             *((h, "") for h in _headers(entries)), ("profile (sensitivity vs depth)", "text")]

@@ -32,7 +32,7 @@ from .attacks import attack_name
 from .claims import ladder_models as claims_ladder_models
 from .metrics import FrameStatistics, as_float64, binomial_interval, layer_means
 from .storage import write_bytes, write_text
-from .vocab import UNLISTED_ARCHITECTURE
+from .vocab import shown_architecture
 
 __all__ = ["write_reports", "claims_markdown", "claims_latex", "layers_markdown", "published_comparison",
            "sensitivity_figure", "rank_figure", "ladder_figure", "ladder_models", "save_figure"]
@@ -257,7 +257,7 @@ def layers_markdown(stats: Mapping[str, FrameStatistics]) -> str:
         meta = st.meta
         acc = (meta.get("accuracy") or {}).get("clean_acc")
         lines += [f"## {m} — {meta.get('display_name', m)}", "",
-                  f"role {meta.get('role', '?')}, {meta.get('architecture') or UNLISTED_ARCHITECTURE}, "
+                  f"role {meta.get('role', '?')}, {shown_architecture(meta.get('architecture'))}, "
                   f"ε = {float(meta.get('eps') or 0):g}"
                   + (f", clean accuracy {acc:.2%}" if isinstance(acc, (int, float)) else ""), ""]
         fam, rank = layer_means(st)
@@ -323,7 +323,7 @@ def _label(stats: Mapping[str, FrameStatistics], entry: str, ids: list[str]) -> 
     meta = stats[ids[0]].meta
     eps = float(meta.get("eps") or 0)
     name = f"{entry}, {len(ids)} seeds" if len(ids) > 1 else meta.get("display_name", entry)
-    return (f"{name} ({meta.get('role', '?')}, {meta.get('architecture') or UNLISTED_ARCHITECTURE}"
+    return (f"{name} ({meta.get('role', '?')}, {shown_architecture(meta.get('architecture'))}"
             + (f", ε={eps:g})" if eps else ")"))
 
 

@@ -29,3 +29,8 @@ CLASSIFIERS = ("smallcnn", "mlp", "vit")   # local architectures a recipe can tr
 # what kind of network a model is (benchmark/models/layouts.py says which class is which)
 ARCHITECTURE_FAMILIES = ("convolutional", "fully-connected", "transformer")
 UNLISTED_ARCHITECTURE = "unlisted architecture"      # what the reports show for a class layouts.py does not know
+
+
+def shown_architecture(family: str | None) -> str:
+    """A model's architecture family as the reports and the leaderboard show it."""
+    return family or UNLISTED_ARCHITECTURE

@@ -143,9 +143,10 @@ def _compare(raw, design: str, where: str) -> Compare:
     keys = forms[design]
     if not isinstance(raw, Mapping):
         raise NFBenchError(f"{where}: must be a mapping with {' and '.join(keys)}")
+    allowed = (*keys, "within")
     for key in raw:
-        if key not in (*keys, "within"):
-            raise NFBenchError(f"{where}.{key}: {one_of(str(key), (*keys, 'within'), 'key')} for a {design} statistic")
+        if key not in allowed:
+            raise NFBenchError(f"{where}.{key}: {one_of(str(key), allowed, 'key')} for a {design} statistic")
     for key in keys:
         if key not in raw:
             raise NFBenchError(f"{where}.{key}: required for a {design} statistic")
