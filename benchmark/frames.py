@@ -12,12 +12,10 @@ Pure: no files, no printing; the result type and its file are `frame_result.py`.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import re
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +27,7 @@ from . import _functorch
 from .errors import NFBenchError, one_of
 from .frame_result import FrameResult
 from .kernels import attention_in_plain_ops, full_float32
+from .tangents import as_channels_last, channels_last, tangent_rules
 
 INPUT = "input"
 LOGITS = "logits"
@@ -74,7 +73,7 @@ def _reduce_dual(sink: _Sink, slot: int, output: torch.Tensor) -> None:
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), dim=1, dtype=torch.float64)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.ndim)), dtype=torch.float64)
 
 
 # Modules whose output holds exactly their input's values, reshaped (Dropout: in eval mode).
@@ -189,38 +188,6 @@ def _forward_ad_error(exc: Exception, model: nn.Module) -> NFBenchError | None:
         f"(in Python: compute_frames(..., method='fd'))")
 
 
-@contextlib.contextmanager
-def _batchnorm_as_affine(model: nn.Module) -> Iterator[None]:
-    """Run eval-mode BatchNorm layers as the per-channel affine map they are.
-
-    BatchNorm with running statistics computes x·s + t with s = γ/√(σ²+ε), t = β − μ·s.  Its
-    forward-AD rule takes several passes over the tangent; x·s + t takes one multiply.  Same
-    function (up to float rounding), same module, so hooks and layer names are unchanged.
-    """
-    swapped = []
-    for module in model.modules():
-        if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d) and \
-                module.track_running_stats and module.running_var is not None:
-            scale = torch.rsqrt(module.running_var + module.eps)
-            if module.weight is not None:
-                scale = scale * module.weight.detach()
-            shift = -module.running_mean * scale
-            if module.bias is not None:
-                shift = shift + module.bias.detach()
-            module.forward = functools.partial(_affine, scale=scale, shift=shift)
-            swapped.append(module)
-    try:
-        yield
-    finally:
-        for module in swapped:
-            del module.forward
-
-
-def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    return torch.addcmul(shift.view(shape), x, scale.view(shape))
-
-
 def resolve_layers(model: nn.Module, x: torch.Tensor, layers) -> list[_Layer]:
     """Map requested names to module calls, in execution order, using one probe pass."""
     named = {n for n, _ in model.named_modules() if n}
@@ -288,9 +255,9 @@ def _point_name(point: tuple[str, str]) -> str:
 
 class _Engine:
     def __init__(self, model: nn.Module, layers: list[_Layer], method: str, fd_step: float,
-                 device: torch.device, dtype: torch.dtype):
+                 device: torch.device, dtype: torch.dtype, channels_last: bool):
         self.model, self.layers, self.method, self.fd_step = model, layers, method, fd_step
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.logits_slot = len(layers) - 1 if layers[-1].module == LOGITS else None
 
     def run(self, x: torch.Tensor, frame: torch.Tensor, chunk_size: int,
@@ -310,7 +277,7 @@ class _Engine:
         try:
             for start in range(0, B, points_per_chunk):
                 pts = slice(start, min(start + points_per_chunk, B))
-                xc = x[pts].to(self.device, self.dtype)
+                xc = self._layout(x[pts].to(self.device, self.dtype))
                 for group in groups:
                     index = torch.cat([torch.arange(k)[g] for g in group])
                     whole = len(group) == 1          # all k vectors at once: plain slices, no copies
@@ -332,7 +299,8 @@ class _Engine:
 
     def _push(self, observer: _Observer, x: torch.Tensor, frame: torch.Tensor) -> _Sink:
         """One pass of points x [P, ...] with their vectors frame [P, m, ...] through the model."""
-        v = frame.to(self.device, self.dtype).transpose(0, 1).contiguous()  # m×P×…: vmapped dim first
+        given = frame.to(self.device, self.dtype).transpose(0, 1)      # m×P×…: vmapped dim first
+        v = self._layout(given)
         if self.method == "jvp":
             try:
                 logits, tangents, sink = (self._jvp if _functorch.AVAILABLE else self._public_jvp)(observer, x, v)
@@ -343,10 +311,14 @@ class _Engine:
                 raise err from exc
         else:
             logits, tangents, sink = self._fd(observer, x, v)
-        sink.grams[0], sink.norms[0] = _gram(v), _norms(x)
+        sink.grams[0], sink.norms[0] = _gram(given), _norms(x)     # the input's coordinates in their given order
         if self.logits_slot is not None:
             sink.grams[self.logits_slot], sink.norms[self.logits_slot] = _gram(tangents), _norms(logits)
         return sink
+
+    def _layout(self, t: torch.Tensor) -> torch.Tensor:
+        """Points or tangents [..., C, H, W] in the memory format the engine runs in (tangents.py)."""
+        return as_channels_last(t) if self.channels_last else t.contiguous()
 
     def _jvp(self, observer: _Observer, x: torch.Tensor, v: torch.Tensor):
         """Each observed layer reduced to its Grams inside the forward pass (`_reduce_dual`)."""
@@ -411,9 +383,13 @@ def _gram(t: torch.Tensor) -> torch.Tensor:
 
     Partial products over blocks of 4096 coordinates are formed in the tangents' precision
     and accumulated in float64: as fast as one matmul (the blocks stay in cache) and about
-    ten times more accurate than a float32 sum over a whole large layer.
+    ten times more accurate than a float32 sum over a whole large layer.  The coordinates are
+    taken in memory order (inner products do not depend on it), so a channels-last tangent is
+    not copied.
     """
-    rows = t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1)   # P×m×D (a view)
+    order = sorted(range(2, t.ndim), key=lambda d: -t.stride(d))
+    t = t.permute(0, 1, *order)
+    rows = t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1)   # P×m×D (a view where t is dense)
     return sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))
 
 
@@ -458,9 +434,10 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
     model.eval()
     try:
         # forward-mode AD only: no reverse-mode graph is ever needed
-        with torch.no_grad(), full_float32(), attention_in_plain_ops(), _batchnorm_as_affine(model):
+        fast_layout = channels_last(model, x.ndim, device)
+        with torch.no_grad(), full_float32(), attention_in_plain_ops(), tangent_rules(model, fast_layout):
             layer_list = resolve_layers(model, x.to(device, dtype), layers)
-            engine = _Engine(model, layer_list, method, fd_step, device, dtype)
+            engine = _Engine(model, layer_list, method, fd_step, device, dtype, fast_layout)
             grams, norms = engine.run(x, frame, chunk_size, on_progress)
     finally:
         model.train(was_training)

@@ -1,0 +1,174 @@
+"""The engine's tangent rules (benchmark/tangents.py) against torch's own forward-AD rules: the
+same primal and tangent for every layer type they cover, in both memory formats, with torch's
+in-place semantics, and nothing of the model changed after."""
+
+import pytest
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch import nn
+from torch.func import jvp, vmap
+
+from benchmark.frames import _gram
+from benchmark.tangents import as_channels_last, tangent_rules
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def push(model, x, v):
+    """(primal, tangents [m, ...]) of `model` at x along the m vectors v, by vmap(jvp)."""
+    with torch.no_grad():
+        return vmap(lambda t: jvp(model, (x,), (t,)), out_dims=(None, 0))(v)
+
+
+def compare_with_torch(model, x, v, channels_last=False):
+    torch.manual_seed(0)
+    model.eval()
+    if channels_last:
+        x, v = as_channels_last(x), as_channels_last(v)
+    want = push(model, x, v)
+    with tangent_rules(model, channels_last_weights=channels_last):
+        got = push(model, x, v)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        assert (g - w).abs().max() <= 1e-12 * w.abs().max().clamp_min(1)
+
+
+def bn(kind, channels):
+    layer = kind(channels)
+    with torch.no_grad():
+        layer.running_mean.uniform_(-1, 1)
+        layer.running_var.uniform_(0.5, 2)
+        layer.weight.uniform_(0.5, 2)
+        layer.bias.uniform_(-1, 1)
+    return layer
+
+
+IMAGE_LAYERS = [
+    lambda: nn.Conv2d(3, 4, 3, padding=1),
+    lambda: nn.Conv2d(3, 6, 3, stride=2, bias=False, groups=3),
+    lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular", dilation=1),
+    lambda: nn.Conv2d(1, 4, 3),                                  # 1 channel: the weight decides the layout
+    lambda: bn(nn.BatchNorm2d, 3),
+    lambda: nn.ReLU(),
+    lambda: nn.ReLU(inplace=True),
+    lambda: nn.MaxPool2d(2),
+    lambda: nn.MaxPool2d(3, stride=2, padding=1),
+    lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True, dilation=2),
+    lambda: nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), bn(nn.BatchNorm2d, 4), nn.ReLU(inplace=True),
+                          nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(4 * 9, 5), bn(nn.BatchNorm1d, 5)),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+@pytest.mark.parametrize("build", IMAGE_LAYERS)
+def test_each_image_layer_gives_torchs_primal_and_tangent(build, channels_last):
+    torch.manual_seed(1)
+    layer = build()
+    channels = next((m.in_channels for m in layer.modules() if isinstance(m, nn.Conv2d)), 3)
+    x, v = torch.randn(2, channels, 7, 7), torch.randn(5, 2, channels, 7, 7)
+    compare_with_torch(layer, x, v, channels_last)
+
+
+@pytest.mark.parametrize("build, shape", [
+    (lambda: nn.Conv1d(3, 4, 3, padding=2), (3, 9)),
+    (lambda: nn.Conv3d(2, 3, 2), (2, 4, 4, 4)),
+    (lambda: nn.Linear(6, 4), (6,)),
+    (lambda: bn(nn.BatchNorm1d, 3), (3, 5)),
+    (lambda: bn(nn.BatchNorm3d, 2), (2, 3, 3, 3)),
+])
+def test_other_layers_give_torchs_primal_and_tangent(build, shape):
+    torch.manual_seed(1)
+    compare_with_torch(build(), torch.randn(2, *shape), torch.randn(4, 2, *shape))
+
+
+class Arithmetic(nn.Module):
+    """A normalization by constants, a residual join in place, and a constant product."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.2, -0.1, 0.4]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.5, 2.0, 1.5]).view(1, 3, 1, 1))
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        z = (x - self.mean) / self.std
+        out = self.conv(z)
+        out += z
+        return torch.mul(out, self.std) + self.mean
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+def test_arithmetic_with_constants_and_in_place_residual_joins_give_torchs_tangents(channels_last):
+    torch.manual_seed(2)
+    compare_with_torch(Arithmetic(), torch.randn(2, 3, 5, 5), torch.randn(3, 2, 3, 5, 5), channels_last)
+
+
+class SideEffects(nn.Module):
+    """Code that relies on in-place modules and operators mutating their argument."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        self.shift = nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, x):
+        y = x * 2.0
+        kept = y - self.shift.detach().expand_as(y)     # a dual minus a constant: its own tangent
+        self.relu(y)                                    # the result unused: y itself is changed
+        kept += y                                       # in place, into a tensor made by a rule
+        return torch.cat([y, kept], dim=1)
+
+
+def test_in_place_rules_mutate_their_argument_as_torch_does_and_alias_nothing():
+    torch.manual_seed(3)
+    compare_with_torch(SideEffects(), torch.randn(2, 3, 4, 4), torch.randn(3, 2, 3, 4, 4))
+
+
+class OwnConv(nn.Conv2d):
+    def forward(self, x):
+        return super().forward(x) * 3.0
+
+
+def test_rules_leave_subclasses_and_the_models_own_state_alone():
+    torch.manual_seed(4)
+    model = nn.Sequential(OwnConv(2, 3, 3), bn(nn.BatchNorm2d, 3), nn.ReLU()).eval()
+    weights = {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
+    x = torch.randn(2, 2, 6, 6)
+    with torch.no_grad():
+        plain = model(x)
+        with tangent_rules(model, channels_last_weights=True):
+            assert "forward" not in model[0].__dict__                    # a subclass keeps its forward
+            assert "forward" in model[1].__dict__
+            inside = model(x)                                           # no tangent: the modules' own values
+    torch.testing.assert_close(inside, plain, rtol=1e-14, atol=1e-14)
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert weights == {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
+    compare_with_torch(model, x, torch.randn(4, 2, 2, 6, 6), channels_last=True)
+
+
+def test_a_dual_made_outside_the_rules_is_still_differentiated_by_them():
+    """The rules read duals by the public forward-AD API, so a plain fwAD.dual_level works too."""
+    torch.manual_seed(5)
+    conv = nn.Conv2d(2, 3, 3).eval()
+    x, t = torch.randn(1, 2, 5, 5), torch.randn(1, 2, 5, 5)
+    with torch.no_grad(), fwAD.dual_level():
+        want = fwAD.unpack_dual(conv(fwAD.make_dual(x, t))).tangent
+        with tangent_rules(conv):
+            got = fwAD.unpack_dual(conv(fwAD.make_dual(x, t))).tangent
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
+
+
+def test_channels_last_tangents_keep_their_values_and_their_grams():
+    torch.manual_seed(6)
+    t = torch.randn(4, 3, 5, 6, 7)
+    cl = as_channels_last(t)
+    assert torch.equal(cl, t) and cl.stride()[2] == 1
+    assert cl.permute(0, 1, 3, 4, 2).is_contiguous()
+    rows = t.flatten(2).transpose(0, 1)
+    torch.testing.assert_close(_gram(cl), rows @ rows.mT, rtol=1e-13, atol=0)
