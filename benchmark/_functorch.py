@@ -12,7 +12,8 @@ tangents at once, so more memory), and the tests run both paths and compare them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -50,3 +51,14 @@ def reduce_tangent(tangent: torch.Tensor, vectors: int, reduce: Callable[[torch.
         return reduce(batch)
     finally:
         del guard
+
+
+@contextlib.contextmanager
+def public_path() -> Iterator[None]:
+    """The engine on its public `torch.func` path while inside (to compare the two paths)."""
+    global AVAILABLE
+    available, AVAILABLE = AVAILABLE, False
+    try:
+        yield
+    finally:
+        AVAILABLE = available

@@ -2,11 +2,14 @@
 
 On the same points and frame, in one process, repeated and interleaved (the minimum of the
 repeats is reported, so a noisy shared machine affects every method alike):
-  plain     the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
-  engine    compute_frames (forward-mode JVP, Grams of the observed layers),
-  fd        compute_frames(method="fd"): central finite differences, same Grams,
-  autograd  torch.autograd.functional.jvp (double-backward trick) over the B·k inputs,
-            the same layers captured and reduced to the same Grams.
+  plain          the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
+  plain-cl       the same with the model and the inputs channels-last (oneDNN's native layout);
+                 every ratio is to the faster of the two: the floor the engine is held to,
+  engine         compute_frames (forward-mode JVP, Grams of the observed layers),
+  engine-public  the same through public torch.func alone (`_functorch.py`'s fallback),
+  fd             compute_frames(method="fd"): central finite differences, same Grams,
+  autograd       torch.autograd.functional.jvp (double-backward trick) over the B·k inputs,
+                 the same layers captured and reduced to the same Grams.
 Observed layers: `all` (every leaf module, the strictest case) or `auto` (what the pipeline
 observes: the model's declared blocks).
 Peak memory is measured per method in a fresh subprocess, after one warm-up run (CPU: growth
@@ -16,6 +19,7 @@ the engine also for growing k at a fixed chunk size.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -23,15 +27,18 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from . import _functorch
 from .frames import INPUT, LOGITS, compute_frames, resolve_layers
 from .kernels import full_float32
+from .vocab import BENCH_METHODS as METHODS
 
-METHODS = ("plain", "engine", "fd", "autograd")
+PLAIN = ("plain", "plain-cl")
 
 
 @dataclass
@@ -98,13 +105,32 @@ def run_method(case: Case, method: str, model, x, v):
         return _run_method(case, method, model, x, v)
 
 
+_CHANNELS_LAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its channels-last copy
+
+
+def _plain_channels_last(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The plain forward with weights and inputs channels-last, x + v written there in one pass."""
+    if model not in _CHANNELS_LAST:
+        _CHANNELS_LAST[model] = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    B, k = v.shape[:2]
+    inputs = torch.empty(B * k, *x.shape[1:], dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    torch.add(x.unsqueeze(1), v, out=inputs.view(B, k, *x.shape[1:]))
+    return _CHANNELS_LAST[model](inputs)
+
+
 def _run_method(case: Case, method: str, model, x, v):
     B, k = v.shape[:2]
     if method == "plain":
         with torch.inference_mode():
             return model((x.unsqueeze(1) + v).reshape(B * k, *x.shape[1:]))
+    if method == "plain-cl":
+        with torch.inference_mode():
+            return _plain_channels_last(model, x, v)
     if method == "engine":
         return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
+    if method == "engine-public":
+        with _functorch.public_path():
+            return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
     if method == "fd":
         return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size, method="fd")
     if method == "autograd":
@@ -112,23 +138,27 @@ def _run_method(case: Case, method: str, model, x, v):
     raise ValueError(method)
 
 
-def time_methods(case: Case, repeats: int, min_seconds: float = 2.0) -> tuple[dict[str, float], float]:
-    """Minimum wall time per method over interleaved rounds; FD relative error vs the engine.
+def time_methods(case: Case, repeats: int, min_seconds: float = 2.0,
+                 methods: tuple[str, ...] = METHODS) -> tuple[dict[str, float], float | None]:
+    """Minimum wall time per method over interleaved rounds; FD relative error vs the engine
+    (None when fd is not among `methods`).
 
     At least `repeats` rounds, and more until every method has run for `min_seconds` in all:
     a 30 ms forward pass needs many samples before its minimum stops moving on a busy machine.
     """
     model, x, v = case.build()
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
-    for m in METHODS:                                   # warm-up (allocator, kernels)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for m in methods:                                   # warm-up (allocator, kernels)
         run_method(case, m, model, x, v)
-    while len(times["plain"]) < repeats or min(sum(t) for t in times.values()) < min_seconds:
-        for m in METHODS:
+    while len(times[methods[0]]) < repeats or min(sum(t) for t in times.values()) < min_seconds:
+        for m in methods:
             _sync(case.device)
             t0 = time.perf_counter()
             run_method(case, m, model, x, v)
             _sync(case.device)
             times[m].append(time.perf_counter() - t0)
+    if "fd" not in methods:
+        return {m: min(t) for m, t in times.items()}, None
     exact = run_method(case, "engine", model, x, v).grams
     approx = run_method(case, "fd", model, x, v).grams
     scale = exact.diagonal(dim1=2, dim2=3).amax(dim=(1, 2)).clamp_min(1e-300)   # per layer
@@ -201,19 +231,28 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
 
 
-def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=print) -> list[dict]:
+def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=print,
+                 methods: tuple[str, ...] = METHODS) -> list[dict]:
+    """Time `methods` on each case and print one table; `× plain` is to the fastest plain forward."""
     from tabulate import tabulate
 
+    methods = tuple(m for m in METHODS if m in methods)
+    if not any(m in PLAIN for m in methods):
+        methods = ("plain",) + methods
     echo(f"machine: {machine()}")
     rows = []
     for case in cases:
-        times, fd_error = time_methods(case, repeats)
-        mem = {m: peak_memory_mb(case, m) for m in METHODS} if memory else {}
-        for m in METHODS:
-            rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": case.layers,
+        times, fd_error = time_methods(case, repeats, methods=methods)
+        floor = min(times[m] for m in PLAIN if m in times)
+        mem = {m: peak_memory_mb(case, m) for m in methods} if memory else {}
+        model, x, _ = case.build()
+        with torch.no_grad():
+            observed = len(resolve_layers(model, x[:1], case.layers)) - 1     # not counting the input
+        for m in methods:
+            rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": f"{case.layers} ({observed})",
                          "B×k": f"{case.points}×{case.vectors}",
                          "method": m, "seconds": float(f"{times[m]:.3g}"),
-                         "× plain": round(times[m] / times["plain"], 2),
+                         "× plain": round(times[m] / floor, 2),
                          "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",
                          "peak MB": round(mem[m]) if memory else ""})
     echo(tabulate(rows, headers="keys", tablefmt="github"))

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from .errors import NFBenchError
+from .vocab import BENCH_METHODS
 
 
 def _params(args) -> dict:
@@ -242,8 +243,9 @@ def cmd_bench_frames(args) -> None:
         model, _, size = spec.partition("@")
         if not size.isdigit():
             raise NFBenchError(f"--models {spec!r}: expected MODEL@SIZE, e.g. resnet18@64")
-        cases.append(Case(model, int(size), args.points, args.vectors, args.chunk_size, args.device, args.layers))
-    bench_frames(cases, repeats=args.repeats, memory=not args.no_memory)
+        cases += [Case(model, int(size), args.points, args.vectors, args.chunk_size, args.device, layers)
+                  for layers in args.layers]
+    bench_frames(cases, repeats=args.repeats, memory=not args.no_memory, methods=tuple(args.methods))
 
 
 def cmd_bench_executor(args) -> None:
@@ -443,8 +445,10 @@ def _suite_commands(sub) -> None:
     sp.add_argument("--chunk-size", type=int, default=512)
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--device", default="cpu")
-    sp.add_argument("--layers", choices=["all", "auto"], default="all",
-                    help="observe every leaf module (default) or the pipeline's layers (`auto`)")
+    sp.add_argument("--layers", nargs="+", choices=["all", "auto"], default=["all", "auto"],
+                    help="observe every leaf module, the pipeline's layers (`auto`), or both (default)")
+    sp.add_argument("--methods", nargs="+", choices=BENCH_METHODS, default=list(BENCH_METHODS),
+                    help="what to time (default: all); the fastest plain forward is always the baseline")
     sp.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     sp.set_defaults(func=cmd_bench_frames)
     sp = bench.add_parser("executor", help="scoring a zoo of the suite's models here vs on a local Ray cluster, "

@@ -34,3 +34,6 @@ UNLISTED_ARCHITECTURE = "unlisted architecture"      # what the reports show for
 def shown_architecture(family: str | None) -> str:
     """A model's architecture family as the reports and the leaderboard show it."""
     return family or UNLISTED_ARCHITECTURE
+
+# what `nfbench bench frames` times (benchmark/bench.py)
+BENCH_METHODS = ("plain", "plain-cl", "engine", "engine-public", "fd", "autograd")

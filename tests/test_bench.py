@@ -25,10 +25,31 @@ def test_time_methods_reports_each_methods_fastest_round_and_a_small_fd_error(mo
 
     from benchmark import bench
 
-    durations = {"plain": [3.0, 1.0, 2.0], "engine": [5.0, 6.0, 4.0], "fd": [9.0, 7.0, 8.0], "autograd": [2.0] * 3}
+    durations = {"plain": [3.0, 1.0, 2.0], "plain-cl": [0.5] * 3, "engine": [5.0, 6.0, 4.0],
+                 "engine-public": [6.0] * 3, "fd": [9.0, 7.0, 8.0], "autograd": [2.0] * 3}
     readings = iter(t for r in range(3) for m in bench.METHODS for t in (100.0 * r, 100.0 * r + durations[m][r]))
     monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
     times, fd_error = time_methods(Case("smallcnn", 8, points=2, vectors=3), repeats=3, min_seconds=0)
-    assert times == {"plain": 1.0, "engine": 4.0, "fd": 7.0, "autograd": 2.0}
+    assert times == {"plain": 1.0, "plain-cl": 0.5, "engine": 4.0, "engine-public": 6.0, "fd": 7.0, "autograd": 2.0}
     assert next(readings, None) is None                  # three rounds of every method, no more
     assert fd_error < 0.05
+
+
+def test_both_plain_forwards_and_both_engine_paths_compute_the_same_things():
+    """The channels-last baseline is the same forward pass; the public path the same frames."""
+    case = Case("smallcnn", 8, points=2, vectors=3)
+    model, x, v = case.build()
+    torch.testing.assert_close(run_method(case, "plain-cl", model, x, v), run_method(case, "plain", model, x, v),
+                               rtol=1e-5, atol=1e-6)
+    fast, public = run_method(case, "engine", model, x, v), run_method(case, "engine-public", model, x, v)
+    torch.testing.assert_close(public.grams, fast.grams, rtol=1e-6, atol=1e-9)
+
+
+def test_every_ratio_is_to_the_fastest_plain_forward(monkeypatch):
+    from benchmark import bench
+
+    monkeypatch.setattr(bench, "time_methods", lambda case, repeats, methods: (
+        {"plain": 2.0, "plain-cl": 1.0, "engine": 1.5}, None))
+    rows = bench.bench_frames([Case("smallcnn", 8, points=2, vectors=3)], memory=False, echo=lambda _: None,
+                              methods=("plain", "plain-cl", "engine"))
+    assert {r["method"]: r["× plain"] for r in rows} == {"plain": 2.0, "plain-cl": 1.0, "engine": 1.5}
