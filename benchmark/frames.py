@@ -435,8 +435,12 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
     try:
         # forward-mode AD only: no reverse-mode graph is ever needed
         fast_layout = channels_last(model, x.ndim, device)
-        with torch.no_grad(), full_float32(), attention_in_plain_ops(), tangent_rules(model, fast_layout):
-            layer_list = resolve_layers(model, x.to(device, dtype), layers)
+        with torch.no_grad(), full_float32(), attention_in_plain_ops(), tangent_rules(model, fast_layout) as folds:
+            with folds.watching():                     # the probe pass also finds the BatchNorm folds
+                layer_list = resolve_layers(model, x.to(device, dtype), layers)
+            if method == "jvp":
+                folds.fold({lay.module for lay in layer_list if lay.at == "output"},
+                           {lay.module for lay in layer_list if lay.at == "input"})
             engine = _Engine(model, layer_list, method, fd_step, device, dtype, fast_layout)
             grams, norms = engine.run(x, frame, chunk_size, on_progress)
     finally:

@@ -60,6 +60,8 @@ IMAGE_LAYERS = [
     lambda: nn.MaxPool2d(2),
     lambda: nn.MaxPool2d(3, stride=2, padding=1),
     lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True, dilation=2),
+    lambda: nn.AdaptiveAvgPool2d(1),
+    lambda: nn.AdaptiveAvgPool2d((1, 1)),
     lambda: nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), bn(nn.BatchNorm2d, 4), nn.ReLU(inplace=True),
                           nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(4 * 9, 5), bn(nn.BatchNorm1d, 5)),
 ]
@@ -172,3 +174,81 @@ def test_channels_last_tangents_keep_their_values_and_their_grams():
     assert cl.permute(0, 1, 3, 4, 2).is_contiguous()
     rows = t.flatten(2).transpose(0, 1)
     torch.testing.assert_close(_gram(cl), rows @ rows.mT, rtol=1e-13, atol=0)
+
+
+class ConvBatchNorm(nn.Module):
+    """conv → BatchNorm → ReLU, with the convolution's output also used another way (`reuse`)."""
+
+    def __init__(self, reuse=None):
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(2, 3, 3, bias=False), bn(nn.BatchNorm2d, 3), nn.ReLU()
+        self.reuse = reuse
+
+    def forward(self, x):
+        out = self.conv(x)
+        if self.reuse == "before":
+            scale = out.abs().mean()            # a torch call on it before the BatchNorm takes it
+            return self.relu(self.bn(out)) * scale
+        if self.reuse == "after":
+            return self.relu(self.bn(out)) + out   # a torch call after, no module call in between
+        if self.reuse == "kept":
+            self.kept = out                     # still referenced at the next module call
+        out = self.bn(out)
+        return self.relu(out)
+
+
+@pytest.mark.parametrize("reuse, observed, folds", [
+    (None, set(), 1), ("before", set(), 0), ("after", set(), 0), ("kept", set(), 0),
+    (None, {"conv"}, 0),                                                   # the engine reads the conv's output
+])
+def test_batchnorm_folds_into_its_convolution_only_where_nothing_else_sees_the_convolution(reuse, observed, folds):
+    torch.manual_seed(7)
+    model = ConvBatchNorm(reuse).eval()
+    x, v = torch.randn(2, 2, 6, 6), torch.randn(4, 2, 2, 6, 6)
+    want = push(model, x, v)
+    with tangent_rules(model) as found:
+        with found.watching(), torch.no_grad():
+            model(x[:1])
+        found.fold(observed, set())
+        assert len(found.folded) == folds
+        got = push(model, x, v)
+    for g, w in zip(got, want):
+        assert (g - w).abs().max() <= 1e-12 * w.abs().max()
+
+
+def test_the_engine_folds_a_resnets_inner_batchnorms_and_keeps_its_frames():
+    """torchvision's ResNet-18 with its stages observed: the 19 convolution → BatchNorm pairs
+    inside the stages fold, the observed stem's does not; frames agree with central differences."""
+    import torchvision
+
+    from benchmark import frames, tangents
+
+    torch.manual_seed(8)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            bn_init = bn(nn.BatchNorm2d, m.num_features)
+            m.load_state_dict(bn_init.state_dict())
+    counted = []
+    fold = tangents._Folds.fold
+
+    def spy(self, *args):
+        fold(self, *args)
+        counted.append(len(self.folded))
+
+    x, v = torch.rand(2, 3, 32, 32), torch.randn(2, 3, 3, 32, 32)
+    tangents._Folds.fold = spy
+    try:
+        result = frames.compute_frames(model, x, v, "auto")
+    finally:
+        tangents._Folds.fold = fold
+    assert counted == [19]
+    h = 1e-6
+    with torch.no_grad():
+        for b in range(2):
+            point, vectors = x[b:b + 1], v[b]
+            diffs = torch.stack([(model(point + h * u) - model(point - h * u)).flatten() / (2 * h)
+                                 for u in vectors.split(1)])
+            want = diffs @ diffs.T
+            got = result.grams[result.layer_index("logits"), b]
+            assert (got - want).abs().max() <= 1e-6 * want.abs().max()
