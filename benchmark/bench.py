@@ -218,6 +218,25 @@ class _RssSampler:
         self.peak_growth = self.peak - self.base
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse (no mmap'd blocks, no trimming) in this process.
+
+    By default a block above 32 MB is mmap'd and unmapped when freed, so every run of a method
+    touches fresh pages (on a 2-core VM about a third of a ResNet forward is spent in page faults),
+    and how many depends on what ran before: with the public path's large frees in the rounds the
+    plain forward's minimum fell from 0.94 s to 0.77 s.  With freed memory kept, every method runs
+    on a warm heap whatever ran before, at its fastest.  False where the C library is not glibc.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) and libc.mallopt(M_MMAP_MAX, 0))
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -239,7 +258,8 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
     methods = tuple(m for m in METHODS if m in methods)
     if not any(m in PLAIN for m in methods):
         methods = ("plain",) + methods
-    echo(f"machine: {machine()}")
+    heap = "freed memory kept (glibc mallopt)" if keep_freed_memory() else "the C library's default"
+    echo(f"machine: {machine()}; allocator: {heap}")
     rows = []
     for case in cases:
         times, fd_error = time_methods(case, repeats, methods=methods)
