@@ -12,12 +12,8 @@ from benchmark.frames import _gram
 from benchmark.tangents import as_channels_last, tangent_rules
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
 
 
 def push(model, x, v):
@@ -28,7 +24,7 @@ def push(model, x, v):
 
 def compare_with_torch(model, x, v, channels_last=False):
     torch.manual_seed(0)
-    model.eval()
+    model.double().eval()
     if channels_last:
         x, v = as_channels_last(x), as_channels_last(v)
     want = push(model, x, v)
@@ -73,7 +69,7 @@ def test_each_image_layer_gives_torchs_primal_and_tangent(build, channels_last):
     torch.manual_seed(1)
     layer = build()
     channels = next((m.in_channels for m in layer.modules() if isinstance(m, nn.Conv2d)), 3)
-    x, v = torch.randn(2, channels, 7, 7), torch.randn(5, 2, channels, 7, 7)
+    x, v = randn(2, channels, 7, 7), randn(5, 2, channels, 7, 7)
     compare_with_torch(layer, x, v, channels_last)
 
 
@@ -86,7 +82,7 @@ def test_each_image_layer_gives_torchs_primal_and_tangent(build, channels_last):
 ])
 def test_other_layers_give_torchs_primal_and_tangent(build, shape):
     torch.manual_seed(1)
-    compare_with_torch(build(), torch.randn(2, *shape), torch.randn(4, 2, *shape))
+    compare_with_torch(build(), randn(2, *shape), randn(4, 2, *shape))
 
 
 class Arithmetic(nn.Module):
@@ -108,7 +104,7 @@ class Arithmetic(nn.Module):
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
 def test_arithmetic_with_constants_and_in_place_residual_joins_give_torchs_tangents(channels_last):
     torch.manual_seed(2)
-    compare_with_torch(Arithmetic(), torch.randn(2, 3, 5, 5), torch.randn(3, 2, 3, 5, 5), channels_last)
+    compare_with_torch(Arithmetic(), randn(2, 3, 5, 5), randn(3, 2, 3, 5, 5), channels_last)
 
 
 class SideEffects(nn.Module):
@@ -129,7 +125,7 @@ class SideEffects(nn.Module):
 
 def test_in_place_rules_mutate_their_argument_as_torch_does_and_alias_nothing():
     torch.manual_seed(3)
-    compare_with_torch(SideEffects(), torch.randn(2, 3, 4, 4), torch.randn(3, 2, 3, 4, 4))
+    compare_with_torch(SideEffects(), randn(2, 3, 4, 4), randn(3, 2, 3, 4, 4))
 
 
 class OwnConv(nn.Conv2d):
@@ -139,9 +135,9 @@ class OwnConv(nn.Conv2d):
 
 def test_rules_leave_subclasses_and_the_models_own_state_alone():
     torch.manual_seed(4)
-    model = nn.Sequential(OwnConv(2, 3, 3), bn(nn.BatchNorm2d, 3), nn.ReLU()).eval()
+    model = nn.Sequential(OwnConv(2, 3, 3), bn(nn.BatchNorm2d, 3), nn.ReLU()).double().eval()
     weights = {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
-    x = torch.randn(2, 2, 6, 6)
+    x = randn(2, 2, 6, 6)
     with torch.no_grad():
         plain = model(x)
         with tangent_rules(model, channels_last_weights=True):
@@ -151,14 +147,14 @@ def test_rules_leave_subclasses_and_the_models_own_state_alone():
     torch.testing.assert_close(inside, plain, rtol=1e-14, atol=1e-14)
     assert all("forward" not in m.__dict__ for m in model.modules())
     assert weights == {name: (p.data_ptr(), p.stride()) for name, p in model.named_parameters()}
-    compare_with_torch(model, x, torch.randn(4, 2, 2, 6, 6), channels_last=True)
+    compare_with_torch(model, x, randn(4, 2, 2, 6, 6), channels_last=True)
 
 
 def test_a_dual_made_outside_the_rules_is_still_differentiated_by_them():
     """The rules read duals by the public forward-AD API, so a plain fwAD.dual_level works too."""
     torch.manual_seed(5)
-    conv = nn.Conv2d(2, 3, 3).eval()
-    x, t = torch.randn(1, 2, 5, 5), torch.randn(1, 2, 5, 5)
+    conv = nn.Conv2d(2, 3, 3).double().eval()
+    x, t = randn(1, 2, 5, 5), randn(1, 2, 5, 5)
     with torch.no_grad(), fwAD.dual_level():
         want = fwAD.unpack_dual(conv(fwAD.make_dual(x, t))).tangent
         with tangent_rules(conv):
@@ -168,7 +164,7 @@ def test_a_dual_made_outside_the_rules_is_still_differentiated_by_them():
 
 def test_channels_last_tangents_keep_their_values_and_their_grams():
     torch.manual_seed(6)
-    t = torch.randn(4, 3, 5, 6, 7)
+    t = randn(4, 3, 5, 6, 7)
     cl = as_channels_last(t)
     assert torch.equal(cl, t) and cl.stride()[2] == 1
     assert cl.permute(0, 1, 3, 4, 2).is_contiguous()
@@ -203,8 +199,8 @@ class ConvBatchNorm(nn.Module):
 ])
 def test_batchnorm_folds_into_its_convolution_only_where_nothing_else_sees_the_convolution(reuse, observed, folds):
     torch.manual_seed(7)
-    model = ConvBatchNorm(reuse).eval()
-    x, v = torch.randn(2, 2, 6, 6), torch.randn(4, 2, 2, 6, 6)
+    model = ConvBatchNorm(reuse).double().eval()
+    x, v = randn(2, 2, 6, 6), randn(4, 2, 2, 6, 6)
     want = push(model, x, v)
     with tangent_rules(model) as found:
         with found.watching(), torch.no_grad():
@@ -224,11 +220,10 @@ def test_the_engine_folds_a_resnets_inner_batchnorms_and_keeps_its_frames():
     from benchmark import frames, tangents
 
     torch.manual_seed(8)
-    model = torchvision.models.resnet18(num_classes=5).eval()
+    model = torchvision.models.resnet18(num_classes=5).double().eval()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
-            bn_init = bn(nn.BatchNorm2d, m.num_features)
-            m.load_state_dict(bn_init.state_dict())
+            m.load_state_dict(bn(nn.BatchNorm2d, m.num_features).double().state_dict())
     counted = []
     fold = tangents._Folds.fold
 
@@ -236,7 +231,7 @@ def test_the_engine_folds_a_resnets_inner_batchnorms_and_keeps_its_frames():
         fold(self, *args)
         counted.append(len(self.folded))
 
-    x, v = torch.rand(2, 3, 32, 32), torch.randn(2, 3, 3, 32, 32)
+    x, v = torch.rand(2, 3, 32, 32, dtype=torch.float64), randn(2, 3, 3, 32, 32)
     tangents._Folds.fold = spy
     try:
         result = frames.compute_frames(model, x, v, "auto")
