@@ -73,6 +73,9 @@ def _reduce_dual(sink: _Sink, slot: int, output: torch.Tensor) -> None:
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
+    """Per-point norms [P] over every other dimension, in any memory layout (no copy)."""
+    if x.ndim == 1:                  # one number per point
+        x = x.unsqueeze(1)
     return torch.linalg.vector_norm(x, dim=tuple(range(1, x.ndim)), dtype=torch.float64)
 
 

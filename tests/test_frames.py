@@ -506,3 +506,25 @@ def test_transformers_and_convnexts_match_central_differences_at_their_block_out
     assert result.layers == ["input", *model.observable_layers, "logits"]
     errors = [rel_err(r, ref) for r, ref in zip(result.grams[1:], fd_grams(model, x, v, model.observable_layers))]
     assert max(errors) <= 1e-5, dict(zip(result.layers[1:], errors))
+
+
+class OneLogit(nn.Module):
+    """A binary classifier that returns one number per point (logits of shape [B])."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(2, 3, 3), nn.Linear(3 * 36, 1)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1)).squeeze(1)
+
+
+def test_a_model_with_one_number_per_point_gets_per_point_norms_and_frames():
+    torch.manual_seed(0)
+    model = OneLogit()
+    x, v = points()
+    result = compute_frames(model, x, v, ["conv", "logits"])
+    logits = model(x)
+    assert torch.allclose(result.act_norms[result.layer_index("logits")], logits.abs(), rtol=1e-12)
+    reference = fd_grams(model, x, v, ["conv"])
+    assert rel_err(result.grams[1:], reference) <= 1e-5
