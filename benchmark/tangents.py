@@ -5,22 +5,25 @@ plain forward costs.
 Inside `vmap(jvp(model))` torch differentiates every operator by its generic forward-AD
 formula, and for a layer whose parameters carry no tangent that formula still works on them:
 a convolution or a linear layer runs a second product against a zero weight and adds it to the
-tangent, a per-channel scale (eval-mode BatchNorm) copies the tangent twice more, an in-place
-ReLU writes its tangent twice.  The rules compute the same tangents (bit for bit on the CPU)
-with the primal and the tangent of a dual taken apart and put back together
-(`torch.autograd.forward_ad.unpack_dual` / `make_dual`, public API):
+tangent, a per-channel scale (eval-mode BatchNorm) copies the tangent twice more, ReLU
+broadcasts its mask ten times slower than a multiply, an in-place op writes a new tangent and
+copies it back.  The rules compute the same tangents up to float rounding (the tests compare
+them with torch's in float64), with the primal and the tangent of a dual taken apart and put
+back together (`torch.autograd.forward_ad.unpack_dual` / `make_dual`, public API):
   Conv1d/2d/3d   conv(t, W), no bias          Linear       t·Wᵀ
-  BatchNorm      t·s, s = γ/√(σ²+ε)           ReLU         t·[output > 0]
-  MaxPool2d      t at each window's argmax, gathered in memory order
+  BatchNorm      t·s, s = γ/√(σ²+ε), or t where s is folded into the convolution before (`_Folds`)
+  ReLU           t·[output > 0]               MaxPool2d    t at each window's argmax
   AdaptiveAvgPool2d(1)   the spatial mean of t
+  a dual ± · ÷ a constant tensor, and `a += b` of two duals (`_Arithmetic`)
 They take over the forward of modules of exactly these types (a subclass may compute something
 else) while the engine runs, so hooks and layer names are unchanged; a module whose input carries
 no tangent runs its own forward (eval-mode BatchNorm as the affine map x·s + t it is).
 
 Memory format: on the CPU the convolutions of 4-D images run fastest channels-last (oneDNN's
-native layout: measured 1.2–2× on a plain forward), so the engine lays its points and tangents out
-channels-last there, and the convolution rule hands oneDNN a channels-last copy of the weight
-(made once, the model's own parameters untouched).  Pure: no files, no printing.
+native layout: a plain forward 1.15–2.4× faster), so the engine lays its points and tangents out
+channels-last there; a convolution with one input channel, whose input is channels-last and
+contiguous at once, gets a channels-last copy of its weight (oneDNN then follows the weight; the
+model's own parameters untouched).  Pure: no files, no printing.
 """
 
 from __future__ import annotations
@@ -184,8 +187,11 @@ class _Arithmetic(TorchFunctionMode):
             if func in _IN_PLACE_ADD:
                 (primal, tangent), (other, other_tangent) = fwAD.unpack_dual(args[0]), fwAD.unpack_dual(args[1])
                 if tangent is not None and other_tangent is not None:
+                    try:
+                        tangent.add_(other_tangent)
+                    except RuntimeError:      # the transform's own input (see _relu): torch's rule
+                        return func(*args)
                     primal.add_(other)
-                    tangent.add_(other_tangent)
                     return args[0]
             elif func in _WITH_CONSTANT:
                 op, scales = _WITH_CONSTANT[func]

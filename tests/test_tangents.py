@@ -247,3 +247,20 @@ def test_the_engine_folds_a_resnets_inner_batchnorms_and_keeps_its_frames():
             want = diffs @ diffs.T
             got = result.grams[result.layer_index("logits"), b]
             assert (got - want).abs().max() <= 1e-6 * want.abs().max()
+
+
+class AddsIntoItsInput(nn.Module):
+    """`x += …` and an in-place ReLU on the very tensor the transform was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x += torch.sin(x)
+        return self.relu(x)
+
+
+def test_in_place_ops_on_the_transforms_own_input_fall_back_to_torchs_rules():
+    torch.manual_seed(9)
+    compare_with_torch(AddsIntoItsInput(), randn(2, 3, 4, 4), randn(3, 2, 3, 4, 4))
