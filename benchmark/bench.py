@@ -65,6 +65,12 @@ class Case:
         v = torch.randn(self.points, self.vectors, channels, self.size, self.size, generator=g)
         return net, x.to(self.device), v.to(self.device)
 
+    def layer_count(self) -> int:
+        """How many layers the engine reports for this case, the input and the logits included."""
+        model, x, _ = self.build()
+        with torch.no_grad():
+            return len(resolve_layers(model, x[:1], self.layers))
+
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -265,9 +271,7 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         times, fd_error = time_methods(case, repeats, methods=methods)
         floor = min(times[m] for m in PLAIN if m in times)
         mem = {m: peak_memory_mb(case, m) for m in methods} if memory else {}
-        model, x, _ = case.build()
-        with torch.no_grad():
-            observed = len(resolve_layers(model, x[:1], case.layers)) - 1     # not counting the input
+        observed = case.layer_count() - 1                                   # not counting the input
         for m in methods:
             rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": f"{case.layers} ({observed})",
                          "B×k": f"{case.points}×{case.vectors}",
@@ -279,12 +283,9 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
     if memory:
         base = cases[-1]
         chunk = max(1, base.chunk_size // 8)
-        scaling = []
+        scaling, layers = [], base.layer_count()
         for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):
             case = Case(base.model, base.size, base.points, k, chunk, base.device, base.layers)
-            model, x, _ = case.build()
-            with torch.no_grad():
-                layers = len(resolve_layers(model, x[:1], case.layers))
             # the float64 result itself, in host memory: only the CPU's peak counts it
             grams_mb = layers * base.points * k * k * 8 / 2**20 if base.device == "cpu" else 0.0
             peak = peak_memory_mb(case, "engine")

@@ -52,9 +52,7 @@ def channels_last(model: nn.Module, ndim: int, device: torch.device) -> bool:
 
 def as_channels_last(t: torch.Tensor) -> torch.Tensor:
     """A [..., C, H, W] tensor with C innermost in memory (the same values and shape)."""
-    dims = list(range(t.ndim))
-    order = dims[:-3] + [t.ndim - 2, t.ndim - 1, t.ndim - 3]
-    return t.permute(order).contiguous().permute(torch.argsort(torch.tensor(order)).tolist())
+    return t.movedim(-3, -1).contiguous().movedim(-1, -3)
 
 
 @contextlib.contextmanager
@@ -214,9 +212,8 @@ def _rule(module: nn.Module, channels_last_weights: bool, folds: _Folds):
         bias = None if module.bias is None else module.bias.detach()
         return functools.partial(_convolution, module=module, weight=weight, bias=bias, folds=folds)
     if kind is nn.Linear:
-        weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
-        return functools.partial(_linear_in_input, own=module.forward,
-                                 apply=lambda x, bias: F.linear(x, weight, bias), bias=bias)
+        bias = None if module.bias is None else module.bias.detach()
+        return functools.partial(_linear, own=module.forward, weight=module.weight.detach(), bias=bias)
     if kind in _BATCHNORMS and not module.training and module.track_running_stats \
             and module.running_var is not None:
         scale = torch.rsqrt(module.running_var + module.eps)
@@ -238,12 +235,12 @@ def _rule(module: nn.Module, channels_last_weights: bool, folds: _Folds):
     return None
 
 
-def _linear_in_input(x: torch.Tensor, own, apply, bias: torch.Tensor | None) -> torch.Tensor:
-    """A layer affine in its input (a convolution, a linear layer): its tangent is the linear part."""
+def _linear(x: torch.Tensor, own, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A linear layer's tangent: t·Wᵀ, without the bias."""
     primal, tangent = fwAD.unpack_dual(x)
     if tangent is None:
         return own(x)
-    return fwAD.make_dual(apply(primal, bias=bias), apply(tangent, bias=None))
+    return fwAD.make_dual(F.linear(primal, weight, bias), F.linear(tangent, weight))
 
 
 def _convolution(x: torch.Tensor, module: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None,
