@@ -4,7 +4,10 @@ On the same points and frame, in one process, repeated and interleaved (the mini
 repeats is reported, so a noisy shared machine affects every method alike):
   plain          the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
   plain-cl       the same with the model and the inputs channels-last (oneDNN's native layout);
-                 every ratio is to the faster of the two: the floor the engine is held to,
+                 every `× plain` is to the faster of the two,
+  grams          the Grams alone: the engine's reduction (`frames.tangent_grams`) of tangents
+                 of every layer it reports, on random values; the fastest plain forward plus
+                 this is the floor of exact frames (`× floor`: what a method adds on top),
   engine         compute_frames (forward-mode JVP, Grams of the observed layers),
   engine-public  the same through public torch.func alone (`_functorch.py`'s fallback),
   fd             compute_frames(method="fd"): central finite differences, same Grams,
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import platform
 import subprocess
@@ -34,11 +38,13 @@ import torch
 from torch import nn
 
 from . import _functorch
-from .frames import INPUT, LOGITS, compute_frames, resolve_layers
+from .frames import INPUT, LOGITS, compute_frames, resolve_layers, tangent_grams
 from .kernels import full_float32
 from .vocab import BENCH_METHODS as METHODS
 
 PLAIN = ("plain", "plain-cl")
+GRAMS = "grams"
+EXACT = ("engine", "engine-public", "fd", "autograd")   # methods that compute every Gram themselves
 
 
 @dataclass
@@ -124,6 +130,23 @@ def _plain_channels_last(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> 
     return _CHANNELS_LAST[model](inputs)
 
 
+_TANGENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> (layers, tangents per layer)
+
+
+def _grams_alone(case: Case, model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's Grams from tangents [k, B, …] of its shape, as the engine reduces them.
+
+    The tangents are views of one random buffer the size of the largest layer (made once per
+    model, outside the timing): the Gram's cost is its arithmetic, not the values."""
+    if _TANGENTS.get(model, (None,))[0] != case.layers:
+        shapes = [layer.shape for layer in resolve_layers(model, x, case.layers)]
+        B, k = v.shape[:2]
+        sizes = [k * B * math.prod(shape) for shape in shapes]
+        buffer = torch.randn(max(sizes), dtype=v.dtype, device=v.device)
+        _TANGENTS[model] = case.layers, [buffer[:n].view(k, B, *shape) for n, shape in zip(sizes, shapes)]
+    return [tangent_grams(t) for t in _TANGENTS[model][1]]
+
+
 def _run_method(case: Case, method: str, model, x, v):
     B, k = v.shape[:2]
     if method == "plain":
@@ -132,6 +155,9 @@ def _run_method(case: Case, method: str, model, x, v):
     if method == "plain-cl":
         with torch.inference_mode():
             return _plain_channels_last(model, x, v)
+    if method == GRAMS:
+        with torch.no_grad():
+            return _grams_alone(case, model, x, v)
     if method == "engine":
         return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
     if method == "engine-public":
@@ -258,7 +284,8 @@ def machine() -> str:
 
 def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=print,
                  methods: tuple[str, ...] = METHODS) -> list[dict]:
-    """Time `methods` on each case and print one table; `× plain` is to the fastest plain forward."""
+    """Time `methods` on each case and print one table; `× plain` is to the fastest plain forward,
+    `× floor` (when the Grams are timed) to that plus the Grams alone."""
     from tabulate import tabulate
 
     methods = tuple(m for m in METHODS if m in methods)
@@ -269,14 +296,16 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
     rows = []
     for case in cases:
         times, fd_error = time_methods(case, repeats, methods=methods)
-        floor = min(times[m] for m in PLAIN if m in times)
+        plain = min(times[m] for m in PLAIN if m in times)
+        floor = plain + times[GRAMS] if GRAMS in times else None
         mem = {m: peak_memory_mb(case, m) for m in methods} if memory else {}
         observed = case.layer_count() - 1                                   # not counting the input
         for m in methods:
             rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": f"{case.layers} ({observed})",
                          "B×k": f"{case.points}×{case.vectors}",
                          "method": m, "seconds": float(f"{times[m]:.3g}"),
-                         "× plain": round(times[m] / floor, 2),
+                         "× plain": round(times[m] / plain, 2),
+                         **({"× floor": round(times[m] / floor, 2) if m in EXACT else ""} if floor else {}),
                          "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",
                          "peak MB": round(mem[m]) if memory else ""})
     echo(tabulate(rows, headers="keys", tablefmt="github"))

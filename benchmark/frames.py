@@ -69,7 +69,7 @@ def _reduce_dual(sink: _Sink, slot: int, output: torch.Tensor) -> None:
         k = sink.vectors
         sink.grams[slot] = torch.zeros(primal.shape[0], k, k, dtype=torch.float64, device=primal.device)
     else:
-        sink.grams[slot] = _functorch.reduce_tangent(tangent, sink.vectors, _gram)
+        sink.grams[slot] = _functorch.reduce_tangent(tangent, sink.vectors, tangent_grams)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -314,9 +314,9 @@ class _Engine:
                 raise err from exc
         else:
             logits, tangents, sink = self._fd(observer, x, v)
-        sink.grams[0], sink.norms[0] = _gram(given), _norms(x)     # the input's coordinates in their given order
+        sink.grams[0], sink.norms[0] = tangent_grams(given), _norms(x)    # the input's coordinates, given order
         if self.logits_slot is not None:
-            sink.grams[self.logits_slot], sink.norms[self.logits_slot] = _gram(tangents), _norms(logits)
+            sink.grams[self.logits_slot], sink.norms[self.logits_slot] = tangent_grams(tangents), _norms(logits)
         return sink
 
     def _layout(self, t: torch.Tensor) -> torch.Tensor:
@@ -342,7 +342,7 @@ class _Engine:
 
         outputs, tangents = vmap(lambda t: jvp(forward, (x,), (t,)), out_dims=(None, 0))(v)
         for (slot, _), output, tangent in zip(seen, outputs[1:], tangents[1:]):
-            sink.norms[slot], sink.grams[slot] = _norms(output), _gram(tangent)
+            sink.norms[slot], sink.grams[slot] = _norms(output), tangent_grams(tangent)
         return outputs[0], tangents[0], sink
 
     def _fd(self, observer: _Observer, x: torch.Tensor, v: torch.Tensor):
@@ -359,7 +359,7 @@ class _Engine:
 
         def reduce(slot: int, out: torch.Tensor) -> None:
             primal, tangent = difference(out)
-            observer.sink.norms[slot], observer.sink.grams[slot] = _norms(primal), _gram(tangent)
+            observer.sink.norms[slot], observer.sink.grams[slot] = _norms(primal), tangent_grams(tangent)
 
         sink = observer.start(reduce)
         out = self.model(torch.cat([x, (x + h * u).flatten(0, 1), (x - h * u).flatten(0, 1)]))
@@ -381,7 +381,7 @@ class _Engine:
 _GRAM_BLOCK = 4096
 
 
-def _gram(t: torch.Tensor) -> torch.Tensor:
+def tangent_grams(t: torch.Tensor) -> torch.Tensor:
     """Gram per point of a tangent batch [m, P, ...] -> [P, m, m], float64, on t's device.
 
     Partial products over blocks of 4096 coordinates are formed in the tangents' precision

@@ -36,4 +36,4 @@ def shown_architecture(family: str | None) -> str:
     return family or UNLISTED_ARCHITECTURE
 
 # what `nfbench bench frames` times (benchmark/bench.py)
-BENCH_METHODS = ("plain", "plain-cl", "engine", "engine-public", "fd", "autograd")
+BENCH_METHODS = ("plain", "plain-cl", "grams", "engine", "engine-public", "fd", "autograd")

@@ -25,12 +25,13 @@ def test_time_methods_reports_each_methods_fastest_round_and_a_small_fd_error(mo
 
     from benchmark import bench
 
-    durations = {"plain": [3.0, 1.0, 2.0], "plain-cl": [0.5] * 3, "engine": [5.0, 6.0, 4.0],
+    durations = {"plain": [3.0, 1.0, 2.0], "plain-cl": [0.5] * 3, "grams": [0.25] * 3, "engine": [5.0, 6.0, 4.0],
                  "engine-public": [6.0] * 3, "fd": [9.0, 7.0, 8.0], "autograd": [2.0] * 3}
     readings = iter(t for r in range(3) for m in bench.METHODS for t in (100.0 * r, 100.0 * r + durations[m][r]))
     monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
     times, fd_error = time_methods(Case("smallcnn", 8, points=2, vectors=3), repeats=3, min_seconds=0)
-    assert times == {"plain": 1.0, "plain-cl": 0.5, "engine": 4.0, "engine-public": 6.0, "fd": 7.0, "autograd": 2.0}
+    assert times == {"plain": 1.0, "plain-cl": 0.5, "grams": 0.25, "engine": 4.0, "engine-public": 6.0, "fd": 7.0,
+                     "autograd": 2.0}
     assert next(readings, None) is None                  # three rounds of every method, no more
     assert fd_error < 0.05
 
@@ -49,7 +50,20 @@ def test_every_ratio_is_to_the_fastest_plain_forward(monkeypatch):
     from benchmark import bench
 
     monkeypatch.setattr(bench, "time_methods", lambda case, repeats, methods: (
-        {"plain": 2.0, "plain-cl": 1.0, "engine": 1.5}, None))
+        {"plain": 2.0, "plain-cl": 1.0, "grams": 0.25, "engine": 1.5}, None))
     rows = bench.bench_frames([Case("smallcnn", 8, points=2, vectors=3)], memory=False, echo=lambda _: None,
-                              methods=("plain", "plain-cl", "engine"))
-    assert {r["method"]: r["× plain"] for r in rows} == {"plain": 2.0, "plain-cl": 1.0, "engine": 1.5}
+                              methods=("plain", "plain-cl", "grams", "engine"))
+    assert {r["method"]: r["× plain"] for r in rows} == {"plain": 2.0, "plain-cl": 1.0, "grams": 0.25, "engine": 1.5}
+    # the floor is the fastest plain forward plus the Grams alone; only a method that makes Grams has a ratio to it
+    assert {r["method"]: r["× floor"] for r in rows} == {"plain": "", "plain-cl": "", "grams": "", "engine": 1.2}
+
+
+@pytest.mark.parametrize("layers", ["all", "auto"])
+def test_the_grams_alone_are_one_gram_per_layer_the_engine_reports(layers):
+    """The floor's Gram work is the engine's: the same layers, shapes, and reduction (of other values)."""
+    case = Case("smallcnn", 8, points=2, vectors=3, layers=layers)
+    model, x, v = case.build()
+    engine, alone = run_method(case, "engine", model, x, v), run_method(case, "grams", model, x, v)
+    assert [g.shape for g in alone] == [g.shape for g in engine.grams] and len(alone) == len(engine.layers)
+    assert all(g.dtype == torch.float64 and torch.linalg.eigvalsh(g).min() > -1e-9 for g in alone)
+    assert run_method(case, "grams", model, x, v)[1].equal(alone[1])       # the same tangents each run

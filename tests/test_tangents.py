@@ -8,7 +8,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import jvp, vmap
 
-from benchmark.frames import _gram
+from benchmark.frames import tangent_grams
 from benchmark.tangents import as_channels_last, tangent_rules
 
 
@@ -169,7 +169,7 @@ def test_channels_last_tangents_keep_their_values_and_their_grams():
     assert torch.equal(cl, t) and cl.stride()[2] == 1
     assert cl.permute(0, 1, 3, 4, 2).is_contiguous()
     rows = t.flatten(2).transpose(0, 1)
-    torch.testing.assert_close(_gram(cl), rows @ rows.mT, rtol=1e-13, atol=0)
+    torch.testing.assert_close(tangent_grams(cl), rows @ rows.mT, rtol=1e-13, atol=0)
 
 
 class ConvBatchNorm(nn.Module):
