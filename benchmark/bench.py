@@ -130,7 +130,7 @@ def _plain_channels_last(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> 
     return _CHANNELS_LAST[model](inputs)
 
 
-_TANGENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> (layers, tangents per layer)
+_TANGENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> (layers, B, k), tangents per layer
 
 
 def _grams_alone(case: Case, model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
@@ -138,12 +138,12 @@ def _grams_alone(case: Case, model: nn.Module, x: torch.Tensor, v: torch.Tensor)
 
     The tangents are views of one random buffer the size of the largest layer (made once per
     model, outside the timing): the Gram's cost is its arithmetic, not the values."""
-    if _TANGENTS.get(model, (None,))[0] != case.layers:
+    B, k = v.shape[:2]
+    if _TANGENTS.get(model, (None,))[0] != (case.layers, B, k):
         shapes = [layer.shape for layer in resolve_layers(model, x, case.layers)]
-        B, k = v.shape[:2]
         sizes = [k * B * math.prod(shape) for shape in shapes]
         buffer = torch.randn(max(sizes), dtype=v.dtype, device=v.device)
-        _TANGENTS[model] = case.layers, [buffer[:n].view(k, B, *shape) for n, shape in zip(sizes, shapes)]
+        _TANGENTS[model] = (case.layers, B, k), [buffer[:n].view(k, B, *shape) for n, shape in zip(sizes, shapes)]
     return [tangent_grams(t) for t in _TANGENTS[model][1]]
 
 

@@ -67,3 +67,4 @@ def test_the_grams_alone_are_one_gram_per_layer_the_engine_reports(layers):
     assert [g.shape for g in alone] == [g.shape for g in engine.grams] and len(alone) == len(engine.layers)
     assert all(g.dtype == torch.float64 and torch.linalg.eigvalsh(g).min() > -1e-9 for g in alone)
     assert run_method(case, "grams", model, x, v)[1].equal(alone[1])       # the same tangents each run
+    assert run_method(case, "grams", model, x, v[:, :2])[1].shape == (2, 2, 2)   # new ones for another k
