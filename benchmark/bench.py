@@ -156,8 +156,7 @@ def _run_method(case: Case, method: str, model, x, v):
         with torch.inference_mode():
             return _plain_channels_last(model, x, v)
     if method == GRAMS:
-        with torch.no_grad():
-            return _grams_alone(case, model, x, v)
+        return _grams_alone(case, model, x, v)
     if method == "engine":
         return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
     if method == "engine-public":
