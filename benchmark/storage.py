@@ -107,7 +107,7 @@ def tensors_to_bytes(tensors: dict, meta: dict) -> bytes:
 
 def tensors_from_file(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
     """(tensors, metadata) of a file written with `tensors_to_bytes`."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from .errors import NFBenchError
 
@@ -115,7 +115,7 @@ def tensors_from_file(path: str | os.PathLike, what: str) -> tuple[dict, dict]:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["nfbench"])
             return {k: f.get_tensor(k) for k in f.keys()}, meta
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:   # a damaged header too
         raise NFBenchError(f"{path}: not a {what} written by nfbench ({exc})") from exc
 
 

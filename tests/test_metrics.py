@@ -361,3 +361,15 @@ def test_frame_statistics_agree_with_the_metrics_and_round_trip(tmp_path):
     loaded = FrameStatistics.load(path)
     assert torch.equal(loaded.sensitivity, stats.sensitivity) and loaded.meta == stats.meta
     assert loaded.to_bytes() == stats.to_bytes()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all", b"\x08" + bytes(7) + b"{}{}{}{}",
+                                     (2**40).to_bytes(8, "little") + b"{}"])
+@pytest.mark.parametrize("reader", [FrameResult.load, M.FrameStatistics.load])
+def test_a_damaged_file_is_a_one_line_error_naming_it(tmp_path, reader, content):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(NFBenchError, match=r"m\.safetensors: not a frame (statistics )?file written by nfbench") as err:
+        reader(path)
+    assert "\n" not in str(err.value)
+    assert path.read_bytes() == content                     # read, never rewritten
