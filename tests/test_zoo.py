@@ -292,6 +292,17 @@ def test_a_users_own_checkpoint_with_the_wrong_hash_is_refused_but_not_moved(tmp
     assert path.exists()
 
 
+def test_a_users_damaged_safetensors_checkpoint_is_a_one_line_error(tmp_path):
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(b"\x10" + bytes(7) + b'{"w": broken}   ')
+    spec = {"role": "other", "source": "file", "entry_point": "torch.nn:Identity", "checkpoint": str(path),
+            "sha256": sha256_file(path)}
+    with pytest.raises(NFBenchError, match=r"^model 'mine'\.checkpoint: .*mine\.safetensors is not a readable "
+                                           r"safetensors file \(.*header.*\)$"):
+        sources.acquire(spec, tmp_path, "model 'mine'")
+    assert path.exists()
+
+
 @pytest.mark.parametrize("entry, message", [
     ("no_such_module_xyz:make", r"cannot import no_such_module_xyz \(ModuleNotFoundError"),
     ("torch.nn:NoSuchNet", r"module torch.nn has no callable 'NoSuchNet'"),

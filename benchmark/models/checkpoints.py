@@ -38,9 +38,13 @@ def safe_torch_load(path: Path, what: str) -> Any:
 
 def load_state_file(path: Path, what: str) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as exc:
+            raise NFBenchError(f"{what}: {path} is not a readable safetensors file ({exc})") from exc
     state = safe_torch_load(path, what)
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
