@@ -132,8 +132,8 @@ class _Folds:
         finally:
             for handle in handles:
                 handle.remove()
-        self.candidates = [(conv, bn) for bn, (conv, ref, output) in taken.items()
-                           if calls[conv] == calls[bn] == 1 and not uses.count[output] and bn not in alive
+        self.candidates = [(conv, bn) for bn, (conv, ref, _output) in taken.items()
+                           if calls[conv] == calls[bn] == 1 and not uses.count[conv] and bn not in alive
                            and ref() is None and conv.out_channels == self.scales[bn].numel()]
 
     def fold(self, outputs_read: set[str], inputs_read: set[str]) -> None:
@@ -148,8 +148,9 @@ class _Folds:
 
 
 class _Uses(TorchFunctionMode):
-    """Counts the torch calls that take each of some tensors as an argument (by id: watched maps
-    an id to (module, weak reference), so a later tensor reusing the id is not counted)."""
+    """Counts, per module, the torch calls that take its watched output as an argument (watched
+    maps an id to (module, weak reference): a later tensor reusing the id is not the output, and
+    its uses count for its own module, never for the id, which a freed output passes on)."""
 
     def __init__(self, watched: dict[int, tuple]):
         super().__init__()
@@ -157,8 +158,9 @@ class _Uses(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         for value in _tensors((*args, *(kwargs or {}).values())):
-            if id(value) in self.watched and self.watched[id(value)][1]() is value:
-                self.count[id(value)] += 1
+            entry = self.watched.get(id(value))
+            if entry is not None and entry[1]() is value:
+                self.count[entry[0]] += 1
         return func(*args, **(kwargs or {}))
 
 
