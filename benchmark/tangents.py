@@ -148,9 +148,10 @@ class _Folds:
 
 
 class _Uses(TorchFunctionMode):
-    """Counts, per module, the torch calls that take its watched output as an argument (watched
-    maps an id to (module, weak reference): a later tensor reusing the id is not the output, and
-    its uses count for its own module, never for the id, which a freed output passes on)."""
+    """Counts, per module, the torch calls that take the module's watched output as an argument.
+
+    `watched` maps an id to (module, weak reference to its output).  Counts are kept per module,
+    not per id: a freed output's id passes on to later tensors, whose uses are not the output's."""
 
     def __init__(self, watched: dict[int, tuple]):
         super().__init__()
