@@ -218,8 +218,10 @@ def _rule(module: nn.Module, channels_last_weights: bool, folds: _Folds):
     if kind in _CONVOLUTIONS:
         weight = module.weight.detach()
         if channels_last_weights and kind is nn.Conv2d and module.in_channels == 1:
-            # a 1-channel input is channels-last and contiguous at once: oneDNN follows the weight
-            weight = weight.contiguous(memory_format=torch.channels_last)
+            # a 1-channel input is channels-last and contiguous at once: oneDNN follows the weight,
+            # if its strides say channels-last (`.contiguous(memory_format=…)` would return an
+            # [N, 1, h, w] weight as it is, its layout ambiguous and read as NCHW)
+            weight = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
         folds.weights[module] = weight
         bias = None if module.bias is None else module.bias.detach()
         return functools.partial(_convolution, module=module, weight=weight, bias=bias, folds=folds)

@@ -73,6 +73,19 @@ def test_each_image_layer_gives_torchs_primal_and_tangent(build, channels_last):
     compare_with_torch(layer, x, v, channels_last)
 
 
+def test_a_one_channel_convolution_hands_the_rest_of_the_model_channels_last_outputs():
+    """A 1-channel input's layout is ambiguous, so its convolution's output follows the weight:
+    the engine's channels-last weight must make both outputs channels-last (else an MNIST model
+    runs NCHW from its first layer on, the slower format on the CPU)."""
+    conv = nn.Conv2d(1, 4, 3, padding=1).double().eval()
+    x, v = as_channels_last(randn(2, 1, 7, 7)), as_channels_last(randn(5, 2, 1, 7, 7))
+    with tangent_rules(conv, channels_last_weights=True):
+        primal, tangents = push(conv, x, v)
+    assert primal.stride(1) == 1 and primal.is_contiguous(memory_format=torch.channels_last)
+    assert tangents.stride(2) == 1 and tangents[0].is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.is_contiguous() and conv.weight.stride(1) == 9     # the model's own weight untouched
+
+
 @pytest.mark.parametrize("build, shape", [
     (lambda: nn.Conv1d(3, 4, 3, padding=2), (3, 9)),
     (lambda: nn.Conv3d(2, 3, 2), (2, 4, 4, 4)),
