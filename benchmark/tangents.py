@@ -51,8 +51,13 @@ def channels_last(model: nn.Module, ndim: int, device: torch.device) -> bool:
 
 
 def as_channels_last(t: torch.Tensor) -> torch.Tensor:
-    """A [..., C, H, W] tensor with C innermost in memory (the same values and shape)."""
-    return t.movedim(-3, -1).contiguous().movedim(-1, -3)
+    """A [..., C, H, W] tensor with C innermost in memory (the same values and shape), its strides
+    saying so even where C is 1: `.contiguous(memory_format=…)` or a `.contiguous()` between two
+    `movedim`s would return an NCHW [..., 1, H, W] tensor as it is, valid for both layouts and read
+    as NCHW by oneDNN."""
+    if t.stride(-3) == 1 and t.movedim(-3, -1).is_contiguous():
+        return t
+    return t.new_empty(*t.shape[:-3], *t.shape[-2:], t.shape[-3]).movedim(-1, -3).copy_(t)
 
 
 @contextlib.contextmanager
@@ -218,10 +223,10 @@ def _rule(module: nn.Module, channels_last_weights: bool, folds: _Folds):
     if kind in _CONVOLUTIONS:
         weight = module.weight.detach()
         if channels_last_weights and kind is nn.Conv2d and module.in_channels == 1:
-            # a 1-channel input is channels-last and contiguous at once: oneDNN follows the weight,
-            # if its strides say channels-last (`.contiguous(memory_format=…)` would return an
-            # [N, 1, h, w] weight as it is, its layout ambiguous and read as NCHW)
-            weight = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
+            # a 1-channel input may come with strides valid for both layouts (the model's own ops
+            # before it, such as a normalization, keep no C stride of 1); oneDNN then follows
+            # the weight
+            weight = as_channels_last(weight)
         folds.weights[module] = weight
         bias = None if module.bias is None else module.bias.detach()
         return functools.partial(_convolution, module=module, weight=weight, bias=bias, folds=folds)

@@ -74,11 +74,13 @@ def test_each_image_layer_gives_torchs_primal_and_tangent(build, channels_last):
 
 
 def test_a_one_channel_convolution_hands_the_rest_of_the_model_channels_last_outputs():
-    """A 1-channel input's layout is ambiguous, so its convolution's output follows the weight:
-    the engine's channels-last weight must make both outputs channels-last (else an MNIST model
-    runs NCHW from its first layer on, the slower format on the CPU)."""
+    """A 1-channel input whose strides are valid for both layouts (as the model's own ops before
+    the convolution may leave it: contiguous NCHW here) makes the convolution's output follow the
+    weight: the engine's channels-last weight must make both outputs channels-last (else an MNIST
+    model runs NCHW from its first layer on, the slower format on the CPU)."""
     conv = nn.Conv2d(1, 4, 3, padding=1).double().eval()
-    x, v = as_channels_last(randn(2, 1, 7, 7)), as_channels_last(randn(5, 2, 1, 7, 7))
+    x, v = randn(2, 1, 7, 7), randn(5, 2, 1, 7, 7)
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.stride(1) != 1
     with tangent_rules(conv, channels_last_weights=True):
         primal, tangents = push(conv, x, v)
     assert primal.stride(1) == 1 and primal.is_contiguous(memory_format=torch.channels_last)
@@ -175,12 +177,15 @@ def test_a_dual_made_outside_the_rules_is_still_differentiated_by_them():
     torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
 
 
-def test_channels_last_tangents_keep_their_values_and_their_grams():
+@pytest.mark.parametrize("channels", [3, 1])
+def test_channels_last_tangents_keep_their_values_and_their_grams(channels):
+    """With one channel too, the strides say channels-last (C stride 1), so oneDNN reads them so."""
     torch.manual_seed(6)
-    t = randn(4, 3, 5, 6, 7)
+    t = randn(4, 3, channels, 6, 7)
     cl = as_channels_last(t)
     assert torch.equal(cl, t) and cl.stride()[2] == 1
     assert cl.permute(0, 1, 3, 4, 2).is_contiguous()
+    assert cl[0].is_contiguous(memory_format=torch.channels_last) and as_channels_last(cl) is cl
     rows = t.flatten(2).transpose(0, 1)
     torch.testing.assert_close(tangent_grams(cl), rows @ rows.mT, rtol=1e-13, atol=0)
 
