@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # seeds of a replication: as many as the suite's models use (14), none of theirs (0-13)
 SEEDS  ?= 100 101 102 103 104 105 106 107 108 109 110 111 112 113
 
-.PHONY: install lint test test-fast rehearsal repro bench check replicate clean
+.PHONY: install lint test test-fast rehearsal repro bench bench-gpu check replicate clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,16 @@ replicate: install
 
 bench: install
 	$(BIN)/nfbench bench frames
+
+# the engine's GPU goals (README, "On a GPU") in one prepared run; where torch is installed but
+# not this venv (a lent GPU machine): make bench-gpu NFBENCH="python3 -m benchmark.cli"
+NFBENCH   ?= $(BIN)/nfbench
+GPU_BENCH := $(NFBENCH) bench frames --device cuda --no-memory --layers auto
+bench-gpu:
+	$(GPU_BENCH) all --models smallcnn@28 resnet18@64 --repeats 10 --methods plain plain-cl grams engine engine-public fd
+	$(GPU_BENCH) --models resnet50@224 --points 64 --vectors 64 --chunk-size 4096 --repeats 5 \
+	  --methods plain plain-cl grams engine engine-public
+	$(GPU_BENCH) --models resnet50@224 --points 1000 --vectors 64 --chunk-size 4096 --repeats 1 --methods plain engine
 
 clean:
 	rm -rf $(VENV)

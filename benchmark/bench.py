@@ -3,6 +3,7 @@
 On the same points and frame, in one process, repeated and interleaved (the minimum of the
 repeats is reported, so a noisy shared machine affects every method alike):
   plain          the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
+                 at most `chunk_size` of them at once, as the engine pushes its vectors,
   plain-cl       the same with the model and the inputs channels-last (oneDNN's native layout);
                  every `× plain` is to the faster of the two,
   grams          the Grams alone: the engine's reduction (`frames.tangent_grams`) of tangents
@@ -23,6 +24,7 @@ the engine also for growing k at a fixed chunk size.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -32,7 +34,6 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ GRAMS = "grams"
 EXACT = ("engine", "engine-public", "fd", "autograd")   # methods that compute every Gram themselves
 
 
-@dataclass
+@dataclasses.dataclass
 class Case:
     model: str
     size: int
@@ -58,6 +59,8 @@ class Case:
     layers: str = "all"      # "all" (every leaf module) or "auto" (the layers the pipeline observes)
 
     def build(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        """The model (random weights), points and frame, made on the case's device (a paper-size
+        frame, 1,000 × 64 ImageNet images, is 38 GB: no copy of it in host memory)."""
         torch.manual_seed(0)
         if self.model == "smallcnn":
             from .models.nets import SmallCNN
@@ -66,14 +69,14 @@ class Case:
             import torchvision
             net, channels = getattr(torchvision.models, self.model)(weights=None), 3
         net = net.eval().to(self.device)
-        g = torch.Generator().manual_seed(1)
-        x = torch.rand(self.points, channels, self.size, self.size, generator=g)
-        v = torch.randn(self.points, self.vectors, channels, self.size, self.size, generator=g)
-        return net, x.to(self.device), v.to(self.device)
+        g = torch.Generator(self.device).manual_seed(1)
+        x = torch.rand(self.points, channels, self.size, self.size, generator=g, device=self.device)
+        v = torch.randn(self.points, self.vectors, channels, self.size, self.size, generator=g, device=self.device)
+        return net, x, v
 
     def layer_count(self) -> int:
         """How many layers the engine reports for this case, the input and the logits included."""
-        model, x, _ = self.build()
+        model, x, _ = dataclasses.replace(self, points=1, vectors=1).build()
         with torch.no_grad():
             return len(resolve_layers(model, x[:1], self.layers))
 
@@ -120,14 +123,25 @@ def run_method(case: Case, method: str, model, x, v):
 _CHANNELS_LAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its channels-last copy
 
 
-def _plain_channels_last(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The plain forward with weights and inputs channels-last, x + v written there in one pass."""
-    if model not in _CHANNELS_LAST:
+def _plain(model: nn.Module, x: torch.Tensor, v: torch.Tensor, chunk_size: int, channels_last: bool) -> torch.Tensor:
+    """The plain forward over the inputs x + v (B·k of them, in that order), at most
+    `chunk_size` at once, as the engine pushes them: whole points while k ≤ chunk_size, else
+    blocks of one point's vectors.  `channels_last`: weights and inputs channels-last, each
+    chunk's x + v written there in one pass."""
+    if channels_last and model not in _CHANNELS_LAST:
         _CHANNELS_LAST[model] = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    net = _CHANNELS_LAST[model] if channels_last else model
     B, k = v.shape[:2]
-    inputs = torch.empty(B * k, *x.shape[1:], dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    torch.add(x.unsqueeze(1), v, out=inputs.view(B, k, *x.shape[1:]))
-    return _CHANNELS_LAST[model](inputs)
+    points, vectors = max(1, chunk_size // k), min(k, chunk_size)
+    outputs = []
+    for p in range(0, B, points):
+        for j in range(0, k, vectors):
+            block = v[p:p + points, j:j + vectors]
+            inputs = torch.empty(block.shape[0] * block.shape[1], *x.shape[1:], dtype=x.dtype, device=x.device,
+                                 memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+            torch.add(x[p:p + points].unsqueeze(1), block, out=inputs.view(block.shape))
+            outputs.append(net(inputs))
+    return torch.cat(outputs)
 
 
 _TANGENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> (layers, B, k), tangents per layer
@@ -148,13 +162,9 @@ def _grams_alone(case: Case, model: nn.Module, x: torch.Tensor, v: torch.Tensor)
 
 
 def _run_method(case: Case, method: str, model, x, v):
-    B, k = v.shape[:2]
-    if method == "plain":
+    if method in PLAIN:
         with torch.inference_mode():
-            return model((x.unsqueeze(1) + v).reshape(B * k, *x.shape[1:]))
-    if method == "plain-cl":
-        with torch.inference_mode():
-            return _plain_channels_last(model, x, v)
+            return _plain(model, x, v, case.chunk_size, channels_last=method == "plain-cl")
     if method == GRAMS:
         return _grams_alone(case, model, x, v)
     if method == "engine":

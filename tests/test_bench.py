@@ -46,6 +46,21 @@ def test_both_plain_forwards_and_both_engine_paths_compute_the_same_things():
     torch.testing.assert_close(public.grams, fast.grams, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("chunk_size", [6, 2])
+def test_the_plain_forwards_take_chunks_as_the_engine_does_and_give_the_same_outputs(chunk_size):
+    """At most `chunk_size` inputs per forward (whole points, or one point's vectors when k is
+    larger), the outputs in the B·k order of one forward over them all."""
+    case = Case("smallcnn", 8, points=3, vectors=3, chunk_size=chunk_size)
+    model, x, v = case.build()
+    whole = model((x.unsqueeze(1) + v).flatten(0, 1))
+    sizes = []
+    model.register_forward_pre_hook(lambda _m, inputs: sizes.append(len(inputs[0])))
+    for method in ("plain", "plain-cl"):
+        sizes.clear()
+        torch.testing.assert_close(run_method(case, method, model, x, v), whole, rtol=1e-5, atol=1e-6)
+        assert sizes == ([6, 3] if chunk_size == 6 else [2, 1, 2, 1, 2, 1])   # the channels-last copy: its hook
+
+
 def test_every_ratio_is_to_the_fastest_plain_forward(monkeypatch):
     from benchmark import bench
 
