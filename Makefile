@@ -48,12 +48,12 @@ bench: install
 # the engine's GPU goals (README, "On a GPU") in one prepared run; where torch is installed but
 # not this venv (a lent GPU machine): make bench-gpu NFBENCH="python3 -m benchmark.cli"
 NFBENCH   ?= $(BIN)/nfbench
-GPU_BENCH := $(NFBENCH) bench frames --device cuda --no-memory --layers auto
+GPU_BENCH := $(NFBENCH) bench frames --device cuda --no-memory
 bench-gpu:
-	$(GPU_BENCH) all --models smallcnn@28 resnet18@64 --repeats 10 --methods plain plain-cl grams engine engine-public fd
-	$(GPU_BENCH) --models resnet50@224 --points 64 --vectors 64 --chunk-size 4096 --repeats 5 \
+	$(GPU_BENCH) --layers auto all --models smallcnn@28 resnet18@64 --repeats 10 --methods plain plain-cl grams engine engine-public fd
+	$(GPU_BENCH) --layers auto --models resnet50@224 --points 64 --vectors 64 --chunk-size 4096 --repeats 5 \
 	  --methods plain plain-cl grams engine engine-public
-	$(GPU_BENCH) --models resnet50@224 --points 1000 --vectors 64 --chunk-size 4096 --repeats 1 --methods plain engine
+	$(GPU_BENCH) --layers auto --models resnet50@224 --points 1000 --vectors 64 --chunk-size 4096 --repeats 1 --methods plain engine
 
 clean:
 	rm -rf $(VENV)
