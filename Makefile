@@ -49,7 +49,7 @@ bench: install
 # not this venv (a lent GPU machine): make bench-gpu NFBENCH="python3 -m benchmark.cli"
 NFBENCH   ?= $(BIN)/nfbench
 GPU_BENCH := $(NFBENCH) bench frames --device cuda --no-memory
-bench-gpu:
+bench-gpu: $(if $(filter $(BIN)/nfbench,$(NFBENCH)),install)   # the venv unless NFBENCH names another
 	$(GPU_BENCH) --layers auto all --models smallcnn@28 resnet18@64 --repeats 10 --methods plain plain-cl grams engine engine-public fd
 	$(GPU_BENCH) --layers auto --models resnet50@224 --points 64 --vectors 64 --chunk-size 4096 --repeats 5 \
 	  --methods plain plain-cl grams engine engine-public
