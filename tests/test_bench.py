@@ -83,3 +83,15 @@ def test_the_grams_alone_are_one_gram_per_layer_the_engine_reports(layers):
     assert all(g.dtype == torch.float64 and torch.linalg.eigvalsh(g).min() > -1e-9 for g in alone)
     assert run_method(case, "grams", model, x, v)[1].equal(alone[1])       # the same tangents each run
     assert run_method(case, "grams", model, x, v[:, :2])[1].shape == (2, 2, 2)   # new ones for another k
+
+
+def test_cpu_name_gives_the_first_processors_model_with_its_family_and_model_numbers():
+    """A VM may name every EPYC "AMD EPYC": the family and model numbers tell Zen 1 from Zen 4."""
+    from benchmark.bench import cpu_name
+
+    processor = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: {model}\n" \
+                "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2\n"
+    cpuinfo = processor.format(n=0, family=25, model=17) + "\n" + processor.format(n=1, family=23, model=1) + "\n"
+    assert cpu_name(cpuinfo) == "AMD EPYC (cpu family 25, model 17)"
+    assert cpu_name("processor\t: 0\nmodel name\t: Neoverse-N1\n") == "Neoverse-N1"
+    assert cpu_name("") != ""
