@@ -5,7 +5,8 @@ repeats is reported, so a noisy shared machine affects every method alike):
   plain          the model's forward pass over the B·k perturbed inputs x + v (no derivatives),
                  at most `chunk_size` of them at once, as the engine pushes its vectors,
   plain-cl       the same with the model and the inputs channels-last (oneDNN's native layout);
-                 every `× plain` is to the faster of the two,
+                 every `× plain` is to the faster of the two, and the engine (with fd) runs in the
+                 layout of the faster one (`faster_layout`: neither is faster on every CPU),
   grams          the Grams alone: the engine's reduction (`frames.tangent_grams`) of tangents
                  of every layer it reports, on random values; the fastest plain forward plus
                  this is the floor of exact frames (`× floor`: what a method adds on top),
@@ -44,6 +45,7 @@ from .kernels import full_float32
 from .vocab import BENCH_METHODS as METHODS
 
 PLAIN = ("plain", "plain-cl")
+_LAYOUTS = {"plain": "contiguous", "plain-cl": "channels_last", "autograd": "contiguous"}   # fixed by the method
 GRAMS = "grams"
 EXACT = ("engine", "engine-public", "fd", "autograd")   # methods that compute every Gram themselves
 
@@ -57,6 +59,7 @@ class Case:
     chunk_size: int = 512
     device: str = "cpu"
     layers: str = "all"      # "all" (every leaf module) or "auto" (the layers the pipeline observes)
+    memory_format: str = "auto"   # the engine's layout (compute_frames' memory_format)
 
     def build(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
         """The model (random weights), points and frame, made on the case's device (a paper-size
@@ -167,16 +170,34 @@ def _run_method(case: Case, method: str, model, x, v):
             return _plain(model, x, v, case.chunk_size, channels_last=method == "plain-cl")
     if method == GRAMS:
         return _grams_alone(case, model, x, v)
+    engine = {"chunk_size": case.chunk_size, "memory_format": case.memory_format}
     if method == "engine":
-        return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
+        return compute_frames(model, x, v, case.layers, **engine)
     if method == "engine-public":
         with _functorch.public_path():
-            return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size)
+            return compute_frames(model, x, v, case.layers, **engine)
     if method == "fd":
-        return compute_frames(model, x, v, case.layers, chunk_size=case.chunk_size, method="fd")
+        return compute_frames(model, x, v, case.layers, method="fd", **engine)
     if method == "autograd":
         return _autograd_grams(model, x, v, case.layers)
     raise ValueError(method)
+
+
+def faster_layout(case: Case, rounds: int = 3) -> str:
+    """The memory format ("contiguous" or "channels_last") of the faster plain forward of `case`,
+    by the minimum of `rounds` interleaved runs of each after a warm-up, for the engine to run in:
+    channels-last is not faster on every CPU (an Intel Xeon ran ResNet-18 faster NCHW, AMD EPYCs
+    channels-last), and the engine should be timed in the layout its baseline is fastest in."""
+    model, x, v = case.build()
+    times: dict[str, list[float]] = {m: [] for m in PLAIN}
+    for _ in range(rounds + 1):
+        for m in PLAIN:
+            _sync(case.device)
+            t0 = time.perf_counter()
+            run_method(case, m, model, x, v)
+            _sync(case.device)
+            times[m].append(time.perf_counter() - t0)
+    return "channels_last" if min(times["plain-cl"][1:]) < min(times["plain"][1:]) else "contiguous"
 
 
 def time_methods(case: Case, repeats: int, min_seconds: float = 2.0,
@@ -318,8 +339,11 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         methods = ("plain",) + methods
     heap = "freed memory kept (glibc mallopt)" if keep_freed_memory() else "the C library's default"
     echo(f"machine: {machine()}; allocator: {heap}")
-    rows = []
+    rows, laid_out = [], []
     for case in cases:
+        if case.memory_format == "auto":
+            case = dataclasses.replace(case, memory_format=faster_layout(case))
+        laid_out.append(case)
         times, fd_error = time_methods(case, repeats, methods=methods)
         plain = min(times[m] for m in PLAIN if m in times)
         floor = plain + times[GRAMS] if GRAMS in times else None
@@ -328,18 +352,19 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         for m in methods:
             rows.append({"model": f"{case.model} {case.size}×{case.size}", "layers": f"{case.layers} ({observed})",
                          "B×k": f"{case.points}×{case.vectors}",
-                         "method": m, "seconds": float(f"{times[m]:.3g}"),
+                         "method": m, "layout": _LAYOUTS.get(m, "" if m == GRAMS else case.memory_format),
+                         "seconds": float(f"{times[m]:.3g}"),
                          "× plain": round(times[m] / plain, 2),
                          **({"× floor": round(times[m] / floor, 2) if m in EXACT else ""} if floor else {}),
                          "fd rel. error": f"{fd_error:.1e}" if m == "fd" else "",
                          "peak MB": round(mem[m]) if memory else ""})
     echo(tabulate(rows, headers="keys", tablefmt="github"))
     if memory:
-        base = cases[-1]
+        base = laid_out[-1]
         chunk = max(1, base.chunk_size // 8)
         scaling, layers = [], base.layer_count()
         for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):
-            case = Case(base.model, base.size, base.points, k, chunk, base.device, base.layers)
+            case = dataclasses.replace(base, vectors=k, chunk_size=chunk)
             # the float64 result itself, in host memory: only the CPU's peak counts it
             grams_mb = layers * base.points * k * k * 8 / 2**20 if base.device == "cpu" else 0.0
             peak = peak_memory_mb(case, "engine")

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import MODEL_ID, read_yaml, validate_model
+from .config import MODEL_ID, validate_model
 from .errors import NFBenchError, one_of
 from .schema import Choice, Field, ListOf, Number, Pattern, Record, String, Text, mapping, sub
+from .storage import read_yaml
 from .vocab import DATASET_DIMS, DATASETS, ROLES, SOURCES, TRANSFORMS
 
 __all__ = ["Card", "load_card", "card_json_schema", "card_schema_text", "CARD", "CARD_FIELDS", "TRAINING_TYPES",

@@ -31,12 +31,14 @@ import yaml
 
 from .errors import NFBenchError, one_of
 from .schema import is_number, known_keys, mapping, number, one_name, typed
+from .storage import read_yaml
 from .vocab import (
     ARCHITECTURE_FAMILIES,
     ATTACK_METHODS,
     AUTOATTACK_STANDARD,
     DATASETS,
     LEADERBOARD_SCORES,
+    MEMORY_FORMATS,
     ROLES,
     SOURCES,
     TRANSFORMS,
@@ -69,20 +71,6 @@ _SOURCE_KEYS = {
 }
 _REQUIRED = {"robustbench": ("name", "dataset", "threat_model"), "torchvision": ("arch", "weights"),
              "timm": ("name",), "file": ("entry_point", "checkpoint", "sha256")}
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a syntax error becomes one line naming the file and position."""
-    path = Path(path)
-    if not path.is_file():
-        raise NFBenchError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise NFBenchError(f"{path}:{where}: malformed YAML ({problem})") from exc
 
 
 def suite_names(suites_dir: Path = SUITES_DIR) -> list[str]:
@@ -134,11 +122,13 @@ def validate_params(raw: Any, where: str = "params.yaml", suites_dir: Path = SUI
     _attack_section(p, where)
     _leaderboard_section(p, where)
 
-    frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float},
-                      {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3})
+    frames = _section(p, "frames", where, {"layers": object, "chunk_size": int, "method": str, "fd_step": float,
+                                            "memory_format": str},
+                      {"layers": "auto", "chunk_size": 512, "method": "jvp", "fd_step": 1e-3, "memory_format": "auto"})
     number(frames["chunk_size"], f"{where}: frames.chunk_size", 0, open_low=True, integer=True, valid="positive")
-    if frames["method"] not in FRAMES_METHODS:
-        raise NFBenchError(f"{where}: frames.method: {one_of(frames['method'], FRAMES_METHODS, 'method')}")
+    for key, valid in (("method", FRAMES_METHODS), ("memory_format", MEMORY_FORMATS)):
+        if frames[key] not in valid:
+            raise NFBenchError(f"{where}: frames.{key}: {one_of(str(frames[key]), valid, key.replace('_', ' '))}")
     _layers_setting(frames["layers"], f"{where}: frames.layers")
 
     p["tracking"] = _section(p, "tracking", where, {"uri": str, "experiment": str},

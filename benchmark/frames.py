@@ -28,6 +28,7 @@ from .errors import NFBenchError, one_of
 from .frame_result import FrameResult
 from .kernels import attention_in_plain_ops, full_float32
 from .tangents import as_channels_last, channels_last, tangent_rules
+from .vocab import MEMORY_FORMATS
 
 INPUT = "input"
 LOGITS = "logits"
@@ -400,7 +401,7 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
                    layers: Sequence[str] | str = "all", *, labels: Sequence[str] | None = None,
                    families: Sequence[str] | None = None, point_ids: torch.Tensor | None = None,
                    chunk_size: int = 512, method: str = "jvp", fd_step: float = 1e-3,
-                   on_progress: Callable[[int], None] | None = None) -> FrameResult:
+                   memory_format: str = "auto", on_progress: Callable[[int], None] | None = None) -> FrameResult:
     """Grams of the frame `frame` (B×k×C×H×W) at the requested layers of `model` at points `x`.
 
     layers: module names (as in `model.named_modules()`), `name:input` for what a module
@@ -415,6 +416,10 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
       from blocks of vectors, recomputing blocks pairwise (memory bounded, more time).
     method: "jvp" (exact forward-mode AD) or "fd" (central finite differences with step
       `fd_step` along each unit-norm vector: a fallback for operators without forward AD).
+    memory_format: how a convolutional model's points and tangents are laid out: "channels_last",
+      "contiguous" (NCHW), or "auto" (channels-last on the CPU, NCHW on a GPU); the faster one
+      depends on the machine and the model (`nfbench bench frames`), the Grams only by rounding.
+      The provenance records the layout used.
     The model runs in eval mode (BatchNorm statistics, no dropout); its mode is restored after.
     """
     if x.ndim != 4:
@@ -432,12 +437,14 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
         raise NFBenchError(f"{len(labels)} labels and {len(families)} families given for {k} frame vectors")
     if method not in ("jvp", "fd"):
         raise NFBenchError(one_of(method, ["jvp", "fd"], "method"))
+    if memory_format not in MEMORY_FORMATS:
+        raise NFBenchError(one_of(memory_format, MEMORY_FORMATS, "memory format"))
     device, dtype = _model_device_dtype(model, x)
     was_training = model.training
     model.eval()
     try:
         # forward-mode AD only: no reverse-mode graph is ever needed
-        fast_layout = channels_last(model, x.ndim, device)
+        fast_layout = channels_last(model, x.ndim, device, memory_format)
         with torch.no_grad(), full_float32(), attention_in_plain_ops(), tangent_rules(model, fast_layout) as folds:
             with folds.watching():                     # the probe pass also finds the BatchNorm folds
                 layer_list = resolve_layers(model, x.to(device, dtype), layers)
@@ -453,4 +460,5 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
     return FrameResult(grams=grams, act_norms=norms, dims=dims,
                        layers=[layer.name for layer in layer_list], labels=labels, families=families,
                        point_ids=torch.as_tensor(ids, dtype=torch.int64),
-                       provenance={"method": method, **({"fd_step": fd_step} if method == "fd" else {})})
+                       provenance={"method": method, **({"fd_step": fd_step} if method == "fd" else {}),
+                                   "memory_format": "channels_last" if fast_layout else "contiguous"})

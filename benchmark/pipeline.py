@@ -172,7 +172,8 @@ def net_frames(params: Mapping, model_id: str, spec: Mapping, model, at, sha256:
     method = method or spec.get("frames_method") or cfg["method"]
     swapped = forward_ad_ready(model, f"model {model_id!r}") if method == "jvp" else []
     engine = {"layers": layers_for(params, spec), "labels": frame.labels, "families": frame.families,
-              "chunk_size": cfg["chunk_size"], "method": method, "fd_step": cfg["fd_step"]}
+              "chunk_size": cfg["chunk_size"], "method": method, "fd_step": cfg["fd_step"],
+              "memory_format": cfg["memory_format"]}
     if executor is None or not executor.address:            # here, as without executors
         with tqdm(total=len(ids), desc=f"frames {model_id}", unit="point", leave=False, disable=None) as bar:
             result = compute_frames(model, x, frame.vectors, point_ids=ids, on_progress=bar.update, **engine)

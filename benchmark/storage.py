@@ -67,6 +67,24 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a syntax error becomes one line naming the file and position."""
+    import yaml
+
+    from .errors import NFBenchError
+
+    path = Path(path)
+    if not path.is_file():
+        raise NFBenchError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise NFBenchError(f"{path}:{where}: malformed YAML ({problem})") from exc
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

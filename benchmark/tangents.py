@@ -19,11 +19,14 @@ They take over the forward of modules of exactly these types (a subclass may com
 else) while the engine runs, so hooks and layer names are unchanged; a module whose input carries
 no tangent runs its own forward (eval-mode BatchNorm as the affine map x·s + t it is).
 
-Memory format: on the CPU the convolutions of 4-D images run fastest channels-last (oneDNN's
-native layout: a plain forward 1.15–2.4× faster), so the engine lays its points and tangents out
-channels-last there; a convolution with one input channel, whose input is channels-last and
-contiguous at once, gets a channels-last copy of its weight (oneDNN then follows the weight; the
-model's own parameters untouched).  Pure: no files, no printing.
+Memory format: the engine lays its points and tangents out channels-last (oneDNN's native layout)
+or NCHW, as `channels_last` decides.  Neither is faster everywhere: on AMD EPYCs a plain ResNet-18
+forward ran 1.15–1.25× faster channels-last and a small MNIST CNN 2–2.4×, while on an Intel Xeon
+the ResNet-18 forward ran 1.1× faster NCHW (its 256- and 512-channel convolutions at 4×4 and 2×2,
+1.3–3× faster NCHW) and the small CNN still 2.2× faster channels-last.  Channels-last, a
+convolution with one input channel, whose input is channels-last and contiguous at once, gets a
+channels-last copy of its weight (oneDNN then follows the weight; the model's own parameters
+untouched).  Pure: no files, no printing.
 """
 
 from __future__ import annotations
@@ -44,10 +47,14 @@ _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def channels_last(model: nn.Module, ndim: int, device: torch.device) -> bool:
-    """Whether the engine lays points of `ndim` dimensions out channels-last on `device`: 4-D
-    points on the CPU, for a model with 2-D convolutions."""
-    return ndim == 4 and device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+def channels_last(model: nn.Module, ndim: int, device: torch.device, memory_format: str = "auto") -> bool:
+    """Whether the engine lays points of `ndim` dimensions out channels-last on `device`, for a
+    model with 2-D convolutions and 4-D points: where asked (`memory_format` channels_last), never
+    where asked for contiguous (NCHW), and by default (auto) on the CPU.  Which layout runs a model
+    faster depends on the CPU and on the layers' shapes (`nfbench bench frames` shows both)."""
+    if memory_format == "contiguous" or (memory_format == "auto" and device.type != "cpu"):
+        return False
+    return ndim == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def as_channels_last(t: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,31 @@ def test_time_methods_reports_each_methods_fastest_round_and_a_small_fd_error(mo
     assert fd_error < 0.05
 
 
+@pytest.mark.parametrize("plain, channels_last, layout", [(1.0, 2.0, "contiguous"), (2.0, 1.0, "channels_last")])
+def test_the_engine_is_timed_in_the_layout_of_the_faster_plain_forward(monkeypatch, plain, channels_last, layout):
+    """Channels-last is not faster on every CPU: the engine runs as its fastest baseline does; a
+    slow warm-up round does not count."""
+    import types
+
+    from benchmark import bench
+
+    rounds = [{"plain": 9.0, "plain-cl": 0.1}] + [{"plain": plain, "plain-cl": channels_last}] * 3
+    readings = iter(t for r, times in enumerate(rounds) for m in bench.PLAIN for t in (100.0 * r, 100.0 * r + times[m]))
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
+    assert bench.faster_layout(Case("smallcnn", 8, points=2, vectors=3)) == layout
+    assert next(readings, None) is None
+
+    timed = []
+    monkeypatch.setattr(bench, "faster_layout", lambda case: layout)
+    monkeypatch.setattr(bench, "time_methods", lambda case, repeats, methods: (
+        timed.append(case.memory_format) or {"plain": plain, "plain-cl": channels_last, "engine": 1.5}, None))
+    rows = bench.bench_frames([Case("smallcnn", 8, points=2, vectors=3)], memory=False, echo=lambda _: None,
+                              methods=("plain", "plain-cl", "engine"))
+    assert timed == [layout]
+    assert {r["method"]: r["layout"] for r in rows} == {"plain": "contiguous", "plain-cl": "channels_last",
+                                                        "engine": layout}
+
+
 def test_both_plain_forwards_and_both_engine_paths_compute_the_same_things():
     """The channels-last baseline is the same forward pass; the public path the same frames."""
     case = Case("smallcnn", 8, points=2, vectors=3)

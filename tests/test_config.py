@@ -83,6 +83,8 @@ def test_a_malformed_entry_with_seeds_names_its_key(project, entry, message):
     (lambda p: p["data"].update(dataset="svhn"), r"params.yaml: data.dataset: unknown dataset 'svhn'"),
     (lambda p: p.update(device="tpu"), r"params.yaml: device: must be auto, cpu"),
     (lambda p: p["frames"].update(chunk_size=0), r"params.yaml: frames.chunk_size: must be positive"),
+    (lambda p: p["frames"].update(memory_format="nhwc"),
+     r"params.yaml: frames.memory_format: unknown memory format 'nhwc'; valid: auto, channels_last, contiguous"),
     (lambda p: p["perturbations"]["generative"].update(model="gan"),
      r"perturbations.generative.model: unknown generative model 'gan'"),
     (lambda p: p.update(extra=1), r"params.yaml: unknown section 'extra'"),

@@ -246,6 +246,25 @@ def test_vector_chunks_give_the_same_grams_as_one_pass():
         assert torch.allclose(part.act_norms, whole.act_norms, rtol=1e-13, atol=0)
 
 
+@pytest.mark.parametrize("memory_format, channels_last", [("channels_last", True), ("contiguous", False),
+                                                           ("auto", True)])   # auto: channels-last on the CPU
+def test_the_engine_runs_in_the_memory_format_asked_for_and_gives_the_same_grams(memory_format, channels_last):
+    model = smooth_cnn()
+    x, v = points()
+    layouts = []      # whether the second convolution's input has channels innermost (stride 1)
+    model[2].register_forward_pre_hook(lambda _m, inputs: layouts.append(inputs[0].stride(1) == 1))
+    result = compute_frames(model, x, v, "all", memory_format=memory_format)
+    assert layouts == [False, channels_last]          # the probe pass at one point, then the push
+    assert result.provenance["memory_format"] == ("channels_last" if channels_last else "contiguous")
+    assert rel_err(result.grams, compute_frames(model, x, v, "all", memory_format="contiguous").grams) < 1e-12
+
+
+def test_an_unknown_memory_format_is_a_one_line_error_naming_the_valid_ones():
+    x, v = points()
+    with pytest.raises(NFBenchError, match=r"^unknown memory format 'nhwc'; valid: auto, channels_last, contiguous$"):
+        compute_frames(smooth_cnn(), x, v, "all", memory_format="nhwc")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_gives_the_cpu_grams():
     model = smooth_cnn()

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from ..config import read_yaml
 from ..errors import NFBenchError, one_of
 from ..schema import is_number, known_keys, names, number
+from ..storage import read_yaml
 from ..vocab import ARCHITECTURE_FAMILIES, FAMILIES, ROLES, TRANSFORMS
 from .schema import (
     ACCURACIES,

@@ -360,9 +360,10 @@ def _context(params: Mapping, points: Path = POINTS, directory: Path | None = No
         if autoencoder is None:
             raise NFBenchError(f"the autoencoder {generative['model']!r} has not been fetched; run "
                                f"`nfbench fetch {generative['model']}` (or dvc repro fetch_generative)")
+    # what is computed; not how it is batched or laid out in memory (that changes float rounding only)
     scored = {"data": {k: v for k, v in params["data"].items() if k != "root"}, "attack": params["attack"],
               "perturbations": params["perturbations"], "generative": params["generative"],
-              "frames": {k: v for k, v in params["frames"].items() if k != "chunk_size"},
+              "frames": {k: v for k, v in params["frames"].items() if k not in ("chunk_size", "memory_format")},
               "reference": params["leaderboard"]["reference"]}
     return {"code_version": code_version(), "params_sha256": sha256_json(scored),
             "dataset_hash": points_meta["content_hash"], "points_sha256": sha256_file(points),
