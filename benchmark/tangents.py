@@ -73,8 +73,10 @@ def tangent_rules(model: nn.Module, channels_last_weights: bool = False) -> Iter
     the BatchNorm folds, empty until `fold` makes some."""
     swapped, folds = [], _Folds(model)
     for module in model.modules():
+        if "forward" in module.__dict__:      # a forward of its own: not the layer its type says
+            continue
         rule = _rule(module, channels_last_weights, folds)
-        if rule is not None and "forward" not in module.__dict__:
+        if rule is not None:
             module.forward = rule
             swapped.append(module)
     try:
@@ -158,9 +160,24 @@ class _Folds:
                 self.folded[conv] = weight * self.scales[bn].view(-1, *[1] * (weight.ndim - 1))
                 self.unscaled[bn] = conv
 
+    def scaled(self, outputs_read: set[str]) -> dict[str, tuple[str, torch.Tensor]]:
+        """The candidate pairs left unfolded whose convolution's and BatchNorm's outputs are both
+        read (observed): convolution name -> (BatchNorm name, its scale s).  The BatchNorm's tangent
+        is then the convolution's times s per channel, so its Gram is Σ_c s_c² G_c of the
+        convolution's per-channel Grams (`frames.channel_grams`), without a pass over its tangent."""
+        names = {module: name for name, module in self.model.named_modules()}
+        return {names[conv]: (names[bn], self.scales[bn]) for conv, bn in self.candidates
+                if conv not in self.folded and names[conv] in outputs_read and names[bn] in outputs_read}
+
+
+# reads of a tensor's metadata, not of its values (resolve_layers reads an observed output's shape)
+_METADATA = frozenset({torch.Tensor.shape.__get__, torch.Tensor.ndim.__get__, torch.Tensor.dtype.__get__,
+                       torch.Tensor.device.__get__, torch.Tensor.size, torch.Tensor.dim})
+
 
 class _Uses(TorchFunctionMode):
-    """Counts, per module, the torch calls that take the module's watched output as an argument.
+    """Counts, per module, the torch calls that take the module's watched output as an argument,
+    other than reads of its metadata (shape, dtype, device).
 
     `watched` maps an id to (module, weak reference to its output).  Counts are kept per module,
     not per id: a freed output's id passes on to later tensors, whose uses are not the output's."""
@@ -170,7 +187,7 @@ class _Uses(TorchFunctionMode):
         self.watched, self.count = watched, collections.Counter()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        for value in _tensors((*args, *(kwargs or {}).values())):
+        for value in () if func in _METADATA else _tensors((*args, *(kwargs or {}).values())):
             entry = self.watched.get(id(value))
             if entry is not None and entry[1]() is value:
                 self.count[entry[0]] += 1

@@ -259,6 +259,51 @@ def test_the_engine_runs_in_the_memory_format_asked_for_and_gives_the_same_grams
     assert rel_err(result.grams, compute_frames(model, x, v, "all", memory_format="contiguous").grams) < 1e-12
 
 
+def test_an_observed_batchnorms_gram_comes_from_its_observed_convolutions_per_channel_grams(monkeypatch):
+    """conv → eval BatchNorm, both observed, NCHW: the BatchNorm's Gram is Σ_c s_c² G_c of the
+    convolution's per-channel Grams, no pass over its own tangent; the same Grams as reducing
+    each tangent (channels-last, where a channel's coordinates are not contiguous) and as central
+    differences."""
+    from benchmark import frames
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                          nn.Flatten(), nn.Linear(4 * 256, 3))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+        model[1].weight.uniform_(0.5, 2)
+    x, v = points(shape=(2, 16, 16))
+    reduced = []                      # which reduction ran, per call
+
+    def counted(name, reduction):
+        return lambda t: reduced.append(name) or reduction(t)
+
+    for name in ("tangent_grams", "channel_grams"):
+        monkeypatch.setattr(frames, name, counted(name, getattr(frames, name)))
+    shared = compute_frames(model, x, v, ["0", "1", "2", "logits"], memory_format="contiguous")
+    # input, logits, and per push: the conv per channel (its BatchNorm none), the ReLU whole
+    assert sorted(reduced) == ["channel_grams", "tangent_grams", "tangent_grams", "tangent_grams"]
+    reduced.clear()
+    each = compute_frames(model, x, v, ["0", "1", "2", "logits"], memory_format="channels_last")
+    assert reduced.count("tangent_grams") == 5               # channels-last: every layer reduces its own
+    assert rel_err(shared.grams, each.grams) < 1e-12
+    assert rel_err(shared.grams[1:4], fd_grams(model, x, v, ["0", "1", "2"])[:3]) <= 1e-5
+
+
+def test_per_channel_grams_sum_to_the_gram_and_refuse_what_they_cannot_do_fast():
+    from benchmark.frames import channel_grams, tangent_grams
+
+    t = torch.randn(5, 2, 3, 16, 16)
+    per_channel = channel_grams(t)
+    assert per_channel.shape == (2, 3, 5, 5)
+    assert rel_err(per_channel.sum(dim=1), tangent_grams(t)) < 1e-13
+    s = torch.tensor([0.5, 2.0, -3.0])
+    assert rel_err(torch.einsum("pcij,c->pij", per_channel, s.square()), tangent_grams(t * s.view(3, 1, 1))) < 1e-13
+    assert channel_grams(torch.randn(5, 2, 3, 8, 8)) is None                     # 64 coordinates a channel
+    assert channel_grams(t.movedim(2, -1).contiguous().movedim(-1, 2)) is None  # channels-last
+
+
 def test_an_unknown_memory_format_is_a_one_line_error_naming_the_valid_ones():
     x, v = points()
     with pytest.raises(NFBenchError, match=r"^unknown memory format 'nhwc'; valid: auto, channels_last, contiguous$"):

@@ -207,12 +207,14 @@ class ConvBatchNorm(nn.Module):
             return self.relu(self.bn(out)) + out   # a torch call after, no module call in between
         if self.reuse == "kept":
             self.kept = out                     # still referenced at the next module call
+        if self.reuse == "shape":
+            assert out.shape[1] == out.size(1) == 3 and out.dim() == 4   # its metadata read, not its values
         out = self.bn(out)
         return self.relu(out)
 
 
 @pytest.mark.parametrize("reuse, observed, folds", [
-    (None, set(), 1), ("before", set(), 0), ("after", set(), 0), ("kept", set(), 0),
+    (None, set(), 1), ("before", set(), 0), ("after", set(), 0), ("kept", set(), 0), ("shape", set(), 1),
     (None, {"conv"}, 0),                                                   # the engine reads the conv's output
 ])
 def test_batchnorm_folds_into_its_convolution_only_where_nothing_else_sees_the_convolution(reuse, observed, folds):
