@@ -192,12 +192,17 @@ def faster_layout(case: Case, rounds: int = 3) -> str:
     times: dict[str, list[float]] = {m: [] for m in PLAIN}
     for _ in range(rounds + 1):
         for m in PLAIN:
-            _sync(case.device)
-            t0 = time.perf_counter()
-            run_method(case, m, model, x, v)
-            _sync(case.device)
-            times[m].append(time.perf_counter() - t0)
+            times[m].append(_timed(case, m, model, x, v))
     return "channels_last" if min(times["plain-cl"][1:]) < min(times["plain"][1:]) else "contiguous"
+
+
+def _timed(case: Case, method: str, model, x, v) -> float:
+    """Seconds of one run of `method`, the device's queued work included."""
+    _sync(case.device)
+    t0 = time.perf_counter()
+    run_method(case, method, model, x, v)
+    _sync(case.device)
+    return time.perf_counter() - t0
 
 
 def time_methods(case: Case, repeats: int, min_seconds: float = 2.0,
@@ -214,11 +219,7 @@ def time_methods(case: Case, repeats: int, min_seconds: float = 2.0,
         run_method(case, m, model, x, v)
     while len(times[methods[0]]) < repeats or min(sum(t) for t in times.values()) < min_seconds:
         for m in methods:
-            _sync(case.device)
-            t0 = time.perf_counter()
-            run_method(case, m, model, x, v)
-            _sync(case.device)
-            times[m].append(time.perf_counter() - t0)
+            times[m].append(_timed(case, m, model, x, v))
     if "fd" not in methods:
         return {m: min(t) for m, t in times.items()}, None
     exact = run_method(case, "engine", model, x, v).grams
