@@ -7,7 +7,7 @@ repeats is reported, so a noisy shared machine affects every method alike):
   plain-cl       the same with the model and the inputs channels-last (oneDNN's native layout);
                  every `× plain` is to the faster of the two, and the engine (with fd) runs in the
                  layout of the faster one (`faster_layout`: neither is faster on every CPU),
-  grams          the Grams alone: the engine's reduction (`frames.tangent_grams`) of tangents
+  grams          the Grams alone: the engine's reduction (`grams.tangent_grams`) of tangents
                  of every layer it reports, on random values; the fastest plain forward plus
                  this is the floor of exact frames (`× floor`: what a method adds on top),
   engine         compute_frames (forward-mode JVP, Grams of the observed layers),
@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from . import _functorch
-from .frames import INPUT, LOGITS, compute_frames, resolve_layers, tangent_grams
+from .frames import INPUT, LOGITS, compute_frames, resolve_layers
+from .grams import tangent_grams
 from .kernels import full_float32
 from .vocab import BENCH_METHODS as METHODS
 

@@ -26,6 +26,7 @@ from torch.func import jvp, vmap
 from . import _functorch
 from .errors import NFBenchError, one_of
 from .frame_result import FrameResult
+from .grams import channel_grams, tangent_grams
 from .kernels import attention_in_plain_ops, full_float32
 from .tangents import as_channels_last, channels_last, tangent_rules
 from .vocab import MEMORY_FORMATS
@@ -401,40 +402,25 @@ class _Engine:
                                    f"(the Jacobian-vector product overflowed or is undefined there)")
 
 
-_GRAM_BLOCK = 4096
-# Per-channel Grams pay for their [P, C, m, m] output, and their matmuls for a short inner
-# dimension: on ResNet-18 (Intel Xeon, all layers observed) sharing them with the BatchNorm saved
-# 4 % of the call from 16×16 channels up, nothing from 8×8 up (64 coordinates)
-_CHANNEL_GRAM_MIN = 256
-
-
-def tangent_grams(t: torch.Tensor) -> torch.Tensor:
-    """Gram per point of a tangent batch [m, P, ...] -> [P, m, m], float64, on t's device.
-
-    Partial products over blocks of 4096 coordinates are formed in the tangents' precision
-    and accumulated in float64: as fast as one matmul (the blocks stay in cache) and about
-    ten times more accurate than a float32 sum over a whole large layer.  The coordinates are
-    taken in memory order (inner products do not depend on it), so a channels-last tangent is
-    not copied.
-    """
-    order = sorted(range(2, t.ndim), key=lambda d: -t.stride(d))
-    t = t.permute(0, 1, *order)
-    rows = t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1)   # P×m×D (a view where t is dense)
-    return sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))
-
-
-def channel_grams(t: torch.Tensor) -> torch.Tensor | None:
-    """Per-channel Grams of a tangent batch [m, P, C, H, W] laid out NCHW -> [P, C, m, m], float64:
-    the Gram over each channel's coordinates alone, so the Gram of t scaled by s_c per channel
-    (an eval BatchNorm's tangent) is Σ_c s_c² G_c, with no pass over the scaled tangent: one
-    batched matmul over points × channels, the channels' rows contiguous.  None where a channel has
-    fewer than `_CHANNEL_GRAM_MIN` coordinates, or is laid out channels-last (coordinates C apart)."""
-    if t.ndim < 4 or not t[0].is_contiguous() or math.prod(t.shape[3:]) < _CHANNEL_GRAM_MIN:
-        return None
-    m, P, C = t.shape[:3]
-    rows = t.view(m, P * C, -1).transpose(0, 1)            # (P·C)×m×HW, a view
-    grams = sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))
-    return grams.view(P, C, m, m)
+def _check_arguments(x: torch.Tensor, frame: torch.Tensor, labels: Sequence[str] | None,
+                     families: Sequence[str] | None, chunk_size: int, method: str, memory_format: str) -> None:
+    """compute_frames' arguments, each wrong one a one-line error saying what is valid."""
+    if x.ndim != 4:
+        raise NFBenchError(f"points must be B×C×H×W, got shape {'×'.join(map(str, x.shape))}")
+    if frame.ndim != 5 or frame.shape[0] != x.shape[0] or frame.shape[2:] != x.shape[1:]:
+        raise NFBenchError(f"frame must have shape B×k×C×H×W = {x.shape[0]}×k×"
+                           f"{'×'.join(map(str, x.shape[1:]))} to match the points, "
+                           f"got {'×'.join(map(str, frame.shape))}")
+    if chunk_size < 1:
+        raise NFBenchError(f"chunk_size must be a positive integer, got {chunk_size}")
+    k = frame.shape[1]
+    given = [k if names is None else len(names) for names in (labels, families)]
+    if given != [k, k]:
+        raise NFBenchError(f"{given[0]} labels and {given[1]} families given for {k} frame vectors")
+    if method not in ("jvp", "fd"):
+        raise NFBenchError(one_of(method, ["jvp", "fd"], "method"))
+    if memory_format not in MEMORY_FORMATS:
+        raise NFBenchError(one_of(memory_format, MEMORY_FORMATS, "memory format"))
 
 
 def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
@@ -462,23 +448,10 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
       The provenance records the layout used.
     The model runs in eval mode (BatchNorm statistics, no dropout); its mode is restored after.
     """
-    if x.ndim != 4:
-        raise NFBenchError(f"points must be B×C×H×W, got shape {'×'.join(map(str, x.shape))}")
-    if frame.ndim != 5 or frame.shape[0] != x.shape[0] or frame.shape[2:] != x.shape[1:]:
-        raise NFBenchError(f"frame must have shape B×k×C×H×W = {x.shape[0]}×k×"
-                           f"{'×'.join(map(str, x.shape[1:]))} to match the points, "
-                           f"got {'×'.join(map(str, frame.shape))}")
-    if chunk_size < 1:
-        raise NFBenchError(f"chunk_size must be a positive integer, got {chunk_size}")
+    _check_arguments(x, frame, labels, families, chunk_size, method, memory_format)
     k = frame.shape[1]
     labels = list(labels) if labels is not None else [f"v{i}" for i in range(k)]
     families = list(families) if families is not None else ["custom"] * k
-    if len(labels) != k or len(families) != k:
-        raise NFBenchError(f"{len(labels)} labels and {len(families)} families given for {k} frame vectors")
-    if method not in ("jvp", "fd"):
-        raise NFBenchError(one_of(method, ["jvp", "fd"], "method"))
-    if memory_format not in MEMORY_FORMATS:
-        raise NFBenchError(one_of(memory_format, MEMORY_FORMATS, "memory format"))
     device, dtype = _model_device_dtype(model, x)
     was_training = model.training
     model.eval()

@@ -164,7 +164,7 @@ class _Folds:
         """The candidate pairs left unfolded whose convolution's and BatchNorm's outputs are both
         read (observed): convolution name -> (BatchNorm name, its scale s).  The BatchNorm's tangent
         is then the convolution's times s per channel, so its Gram is Σ_c s_c² G_c of the
-        convolution's per-channel Grams (`frames.channel_grams`), without a pass over its tangent."""
+        convolution's per-channel Grams (`grams.channel_grams`), without a pass over its tangent."""
         names = {module: name for name, module in self.model.named_modules()}
         return {names[conv]: (names[bn], self.scales[bn]) for conv, bn in self.candidates
                 if conv not in self.folded and names[conv] in outputs_read and names[bn] in outputs_read}

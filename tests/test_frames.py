@@ -292,7 +292,7 @@ def test_an_observed_batchnorms_gram_comes_from_its_observed_convolutions_per_ch
 
 
 def test_per_channel_grams_sum_to_the_gram_and_refuse_what_they_cannot_do_fast():
-    from benchmark.frames import channel_grams, tangent_grams
+    from benchmark.grams import channel_grams, tangent_grams
 
     t = torch.randn(5, 2, 3, 16, 16)
     per_channel = channel_grams(t)
@@ -304,10 +304,19 @@ def test_per_channel_grams_sum_to_the_gram_and_refuse_what_they_cannot_do_fast()
     assert channel_grams(t.movedim(2, -1).contiguous().movedim(-1, 2)) is None  # channels-last
 
 
-def test_an_unknown_memory_format_is_a_one_line_error_naming_the_valid_ones():
+@pytest.mark.parametrize("arguments, message", [
+    ({"memory_format": "nhwc"}, r"^unknown memory format 'nhwc'; valid: auto, channels_last, contiguous$"),
+    ({"method": "fdd"}, r"^unknown method 'fdd'; did you mean 'fd'\?$"),
+    ({"chunk_size": 0}, r"^chunk_size must be a positive integer, got 0$"),
+    ({"labels": ["a", "b"]}, r"^2 labels and 4 families given for 4 frame vectors$"),
+    ({"frame": torch.zeros(3, 4, 2, 8, 7)}, r"^frame must have shape B×k×C×H×W = 3×k×2×8×8 to match the points, "
+                                            r"got 3×4×2×8×7$"),
+])
+def test_a_wrong_argument_is_a_one_line_error_saying_what_is_valid(arguments, message):
     x, v = points()
-    with pytest.raises(NFBenchError, match=r"^unknown memory format 'nhwc'; valid: auto, channels_last, contiguous$"):
-        compute_frames(smooth_cnn(), x, v, "all", memory_format="nhwc")
+    frame = arguments.pop("frame", v)
+    with pytest.raises(NFBenchError, match=message):
+        compute_frames(smooth_cnn(), x, frame, "all", **arguments)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

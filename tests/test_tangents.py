@@ -8,7 +8,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import jvp, vmap
 
-from benchmark.frames import tangent_grams
+from benchmark.grams import tangent_grams
 from benchmark.tangents import as_channels_last, tangent_rules
 
 
