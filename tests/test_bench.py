@@ -47,8 +47,13 @@ def test_the_engine_is_timed_in_the_layout_of_the_faster_plain_forward(monkeypat
     rounds = [{"plain": 9.0, "plain-cl": 0.1}] + [{"plain": plain, "plain-cl": channels_last}] * 3
     readings = iter(t for r, times in enumerate(rounds) for m in bench.PLAIN for t in (100.0 * r, 100.0 * r + times[m]))
     monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
-    assert bench.faster_layout(Case("smallcnn", 8, points=2, vectors=3)) == layout
+    batches = []
+    run = bench.run_method
+    monkeypatch.setattr(bench, "run_method", lambda case, method, model, x, v: batches.append(v.shape[:2]) or run(
+        case, method, model, x, v))
+    assert bench.faster_layout(Case("smallcnn", 8, points=5, vectors=3, chunk_size=6)) == layout
     assert next(readings, None) is None
+    assert set(batches) == {(2, 3)}                  # one chunk's points (6 // 3), not all five
 
     timed = []
     monkeypatch.setattr(bench, "faster_layout", lambda case: layout)
