@@ -108,8 +108,8 @@ class _Observer:
 
     def __init__(self, model: nn.Module, layers: list[_Layer], scaled: dict[str, tuple[str, torch.Tensor]]):
         self.slots = {(layer.module, layer.at, layer.call): i for i, layer in enumerate(layers)}
-        # convolution -> (eval BatchNorm, its scale s), both observed (`_Folds.scaled`), and back
-        self.scaled, self.scaled_by = scaled, {bn: (conv, s) for conv, (bn, s) in scaled.items()}
+        # from `_Folds.scaled`: the convolutions reduced per channel, and their BatchNorms' scales s
+        self.by_channel, self.scales = set(scaled), dict(scaled.values())
         self.calls: dict[tuple[str, str], int] = {}
         self.sink = _Sink()
         self.observed: dict[int, tuple] = {}      # id of an observed output -> (weak reference, slot)
@@ -141,10 +141,10 @@ class _Observer:
             if derived and isinstance(mod, _SAME_VALUES):
                 # a reshape of an observed output: the same inner products
                 self.sink.grams[slot], self.sink.norms[slot] = self.sink.grams[source], self.sink.norms[source]
-            elif derived and module in self.scaled_by:
-                self.reduce(slot, output, (source, self.scaled_by[module][1]))
+            elif derived and module in self.scales:
+                self.reduce(slot, output, (source, self.scales[module]))
             else:
-                self.reduce(slot, output, BY_CHANNEL if module in self.scaled else None)
+                self.reduce(slot, output, BY_CHANNEL if module in self.by_channel else None)
             self.observed[id(output)] = (weakref.ref(output), slot)
         return hook
 
@@ -464,8 +464,7 @@ def compute_frames(model: nn.Module, x: torch.Tensor, frame: torch.Tensor,
             outputs_read = {lay.module for lay in layer_list if lay.at == "output"}
             if method == "jvp":
                 folds.fold(outputs_read, {lay.module for lay in layer_list if lay.at == "input"})
-            engine = _Engine(model, layer_list, method, fd_step, device, dtype, fast_layout,
-                             folds.scaled(outputs_read) if method == "jvp" else {})
+            engine = _Engine(model, layer_list, method, fd_step, device, dtype, fast_layout, folds.scaled(outputs_read))
             grams, norms = engine.run(x, frame, chunk_size, on_progress)
     finally:
         model.train(was_training)

@@ -27,7 +27,7 @@ def tangent_grams(t: torch.Tensor) -> torch.Tensor:
     order = sorted(range(2, t.ndim), key=lambda d: -t.stride(d))
     t = t.permute(0, 1, *order)
     rows = t.reshape(t.shape[0], t.shape[1], -1).transpose(0, 1)   # P×m×D (a view where t is dense)
-    return sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))
+    return _blocked_grams(rows)
 
 
 def channel_grams(t: torch.Tensor) -> torch.Tensor | None:
@@ -40,5 +40,10 @@ def channel_grams(t: torch.Tensor) -> torch.Tensor | None:
         return None
     m, P, C = t.shape[:3]
     rows = t.view(m, P * C, -1).transpose(0, 1)            # (P·C)×m×HW, a view
-    grams = sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))
-    return grams.view(P, C, m, m)
+    return _blocked_grams(rows).view(P, C, m, m)
+
+
+def _blocked_grams(rows: torch.Tensor) -> torch.Tensor:
+    """rows [N, m, D] -> [N, m, m] float64: products over blocks of `_GRAM_BLOCK` coordinates in
+    the rows' precision, summed in float64."""
+    return sum(torch.bmm(block, block.mT).double() for block in rows.split(_GRAM_BLOCK, dim=2))

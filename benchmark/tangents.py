@@ -22,7 +22,7 @@ no tangent runs its own forward (eval-mode BatchNorm as the affine map x·s + t 
 Memory format: the engine lays its points and tangents out channels-last (oneDNN's native layout)
 or NCHW, as `channels_last` decides.  Neither is faster everywhere: on AMD EPYCs a plain ResNet-18
 forward ran 1.15–1.25× faster channels-last and a small MNIST CNN 2–2.4×, while on an Intel Xeon
-the ResNet-18 forward ran 1.1× faster NCHW (its 256- and 512-channel convolutions at 4×4 and 2×2,
+the ResNet-18 forward ran 1.1–1.2× faster NCHW (its 256- and 512-channel convolutions at 4×4 and 2×2,
 1.3–3× faster NCHW) and the small CNN still 2.2× faster channels-last.  Channels-last, a
 convolution with one input channel, whose input is channels-last and contiguous at once, gets a
 channels-last copy of its weight (oneDNN then follows the weight; the model's own parameters
@@ -100,6 +100,7 @@ class _Folds:
 
     def __init__(self, model: nn.Module):
         self.model = model
+        self.names = {module: name for name, module in model.named_modules()}
         self.weights: dict[nn.Module, torch.Tensor] = {}    # a convolution's own weight (for the tangent)
         self.scales: dict[nn.Module, torch.Tensor] = {}     # a BatchNorm's scale s
         self.folded: dict[nn.Module, torch.Tensor] = {}     # convolution -> W·s
@@ -153,9 +154,8 @@ class _Folds:
     def fold(self, outputs_read: set[str], inputs_read: set[str]) -> None:
         """Fold the candidate pairs, except where the engine reads the convolution's output (a
         module named in `outputs_read`) or the BatchNorm's input (named in `inputs_read`)."""
-        names = {module: name for name, module in self.model.named_modules()}
         for conv, bn in self.candidates:
-            if names[conv] not in outputs_read and names[bn] not in inputs_read:
+            if self.names[conv] not in outputs_read and self.names[bn] not in inputs_read:
                 weight = self.weights[conv]
                 self.folded[conv] = weight * self.scales[bn].view(-1, *[1] * (weight.ndim - 1))
                 self.unscaled[bn] = conv
@@ -165,9 +165,9 @@ class _Folds:
         read (observed): convolution name -> (BatchNorm name, its scale s).  The BatchNorm's tangent
         is then the convolution's times s per channel, so its Gram is Σ_c s_c² G_c of the
         convolution's per-channel Grams (`grams.channel_grams`), without a pass over its tangent."""
-        names = {module: name for name, module in self.model.named_modules()}
+        names = self.names
         return {names[conv]: (names[bn], self.scales[bn]) for conv, bn in self.candidates
-                if conv not in self.folded and names[conv] in outputs_read and names[bn] in outputs_read}
+                if conv not in self.folded and {names[conv], names[bn]} <= outputs_read}
 
 
 # reads of a tensor's metadata, not of its values (resolve_layers reads an observed output's shape)
