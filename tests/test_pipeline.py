@@ -98,6 +98,9 @@ def test_pipeline_end_to_end(project):
                 "models/std/std-s0/model.safetensors", "models/std/std-s1/model.safetensors", "dvc.lock"):
         assert (project / out).is_file(), out
     assert "2 models (2 trained)" in log                     # the entry with seeds: both in one stage
+    # each model's frames line names the method, the device and the layout (`auto`: channels-last on a CPU)
+    assert re.search(r"\[frames \d/5 noisy\] .* layers \(fd, cpu, channels_last\)", log)
+    assert re.search(r"\[frames \d/5 std-s0\] .* layers \(jvp, cpu, channels_last\)", log)
 
     # a second run does nothing, quickly
     start = time.monotonic()

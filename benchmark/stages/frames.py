@@ -44,9 +44,10 @@ def run(params: Mapping, model_ids: list[str] | None = None, *, method: str | No
                 result.save(path)
                 series = layer_series(result)
                 write_plot(Path(plots) / f"{model_id}.csv", result, series)
+                how = result.provenance
                 info["did"] = (f"{len(result.labels)} vectors × {len(result.point_ids)} points × "
-                               f"{len(result.layers)} layers ({result.provenance['method']}, "
-                               f"{result.provenance['device']})")
+                               f"{len(result.layers)} layers ({how['method']}, {how['device']}, "
+                               f"{how['memory_format']})")
                 info["out"] = str(path)
                 _record(record, spec, result, series, dataset)
 
