@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 
@@ -34,7 +35,10 @@ def _available() -> bool:
 AVAILABLE = _available()
 
 
-def reduce_tangent(tangent: torch.Tensor, vectors: int, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+Reduced = TypeVar("Reduced")
+
+
+def reduce_tangent(tangent: torch.Tensor, vectors: int, reduce: Callable[[torch.Tensor], Reduced]) -> Reduced:
     """`reduce` applied, as plain tensor ops, to the [m, …] batch of tangents behind `tangent`
     (one tangent inside `vmap(jvp(...))` over m = `vectors` frame vectors).  Only if AVAILABLE."""
     import torch._C._functorch as functorch

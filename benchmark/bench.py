@@ -343,11 +343,10 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
         methods = ("plain",) + methods
     heap = "freed memory kept (glibc mallopt)" if keep_freed_memory() else "the C library's default"
     echo(f"machine: {machine()}; allocator: {heap}")
-    rows, laid_out = [], []
+    cases = [dataclasses.replace(case, memory_format=faster_layout(case)) if case.memory_format == "auto" else case
+             for case in cases]
+    rows = []
     for case in cases:
-        if case.memory_format == "auto":
-            case = dataclasses.replace(case, memory_format=faster_layout(case))
-        laid_out.append(case)
         times, fd_error = time_methods(case, repeats, methods=methods)
         plain = min(times[m] for m in PLAIN if m in times)
         floor = plain + times[GRAMS] if GRAMS in times else None
@@ -364,7 +363,7 @@ def bench_frames(cases: list[Case], repeats: int = 3, memory: bool = True, echo=
                          "peak MB": round(mem[m]) if memory else ""})
     echo(tabulate(rows, headers="keys", tablefmt="github"))
     if memory:
-        base = laid_out[-1]
+        base = cases[-1]
         chunk = max(1, base.chunk_size // 8)
         scaling, layers = [], base.layer_count()
         for k in (base.vectors, 2 * base.vectors, 4 * base.vectors):

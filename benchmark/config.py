@@ -37,6 +37,7 @@ from .vocab import (
     ATTACK_METHODS,
     AUTOATTACK_STANDARD,
     DATASETS,
+    FRAMES_METHODS,
     LEADERBOARD_SCORES,
     MEMORY_FORMATS,
     ROLES,
@@ -61,7 +62,6 @@ MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")   # no dots: ids are DVC p
 # model keys that describe the model rather than configure its source or recipe
 MODEL_META = ("role", "source", "eps", "reference", "display_name", "augmentations", "published", "group",
               "architecture", "frames_method")
-FRAMES_METHODS = ("jvp", "fd")          # frames.method, and a model's own frames_method
 _SOURCE_KEYS = {
     "robustbench": {"name": str, "dataset": str, "threat_model": str, "sha256": str},
     "torchvision": {"arch": str, "weights": str, "sha256": str},

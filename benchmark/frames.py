@@ -29,7 +29,7 @@ from .frame_result import FrameResult
 from .grams import channel_grams, tangent_grams
 from .kernels import attention_in_plain_ops, full_float32
 from .tangents import as_channels_last, channels_last, tangent_rules
-from .vocab import MEMORY_FORMATS
+from .vocab import FRAMES_METHODS, MEMORY_FORMATS
 
 INPUT = "input"
 LOGITS = "logits"
@@ -80,12 +80,18 @@ def _reduce_dual(sink: _Sink, slot: int, output: torch.Tensor, plan=None) -> Non
     elif isinstance(plan, tuple) and plan[0] in sink.channels:
         source, scale = plan
         sink.grams[slot] = torch.einsum("pcij,c->pij", sink.channels.pop(source), scale.double().square())
-    else:
-        channels = _functorch.reduce_tangent(tangent, sink.vectors, channel_grams) if plan == BY_CHANNEL else None
+    elif plan == BY_CHANNEL:
+        channels, sink.grams[slot] = _functorch.reduce_tangent(tangent, sink.vectors, _grams_by_channel)
         if channels is not None:
-            sink.channels[slot], sink.grams[slot] = channels, channels.sum(dim=1)
-        else:
-            sink.grams[slot] = _functorch.reduce_tangent(tangent, sink.vectors, tangent_grams)
+            sink.channels[slot] = channels
+    else:
+        sink.grams[slot] = _functorch.reduce_tangent(tangent, sink.vectors, tangent_grams)
+
+
+def _grams_by_channel(t: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """(per-channel Grams, Gram) of a tangent batch; (None, Gram) where `channel_grams` declines it."""
+    channels = channel_grams(t)
+    return (None, tangent_grams(t)) if channels is None else (channels, channels.sum(dim=1))
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -417,8 +423,8 @@ def _check_arguments(x: torch.Tensor, frame: torch.Tensor, labels: Sequence[str]
     given = [k if names is None else len(names) for names in (labels, families)]
     if given != [k, k]:
         raise NFBenchError(f"{given[0]} labels and {given[1]} families given for {k} frame vectors")
-    if method not in ("jvp", "fd"):
-        raise NFBenchError(one_of(method, ["jvp", "fd"], "method"))
+    if method not in FRAMES_METHODS:
+        raise NFBenchError(one_of(method, FRAMES_METHODS, "method"))
     if memory_format not in MEMORY_FORMATS:
         raise NFBenchError(one_of(memory_format, MEMORY_FORMATS, "memory format"))
 

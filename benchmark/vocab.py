@@ -38,5 +38,8 @@ def shown_architecture(family: str | None) -> str:
 # what `nfbench bench frames` times (benchmark/bench.py)
 BENCH_METHODS = ("plain", "plain-cl", "grams", "engine", "engine-public", "fd", "autograd")
 
+# how the frame engine differentiates (frames.method, and a model's own frames_method)
+FRAMES_METHODS = ("jvp", "fd")
+
 # how the frame engine lays out a convolutional model's points and tangents (frames.memory_format)
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
